@@ -1,0 +1,349 @@
+//! The sender: signs and sends one batch, retries what is retryable, and isolates refused rows.
+//!
+//! Owns: the HTTP client (rustls, keep-alive pool, timeouts), per-attempt signing (fresh `X-Date`,
+//! body hashed once per body), backoff (capped exponential, full jitter, `Retry-After` honoured),
+//! feeding throttles to the limiter, and splitting a refused batch in halves until each refused
+//! row stands alone.
+//! Never: drops a row (every row comes back applied or rejected, or the whole call fails),
+//! reorders rows of a key, or puts a secret into an error or log.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use rand::Rng;
+
+use super::api::{self, Locator, ServerError, Verdict};
+use super::sign;
+use crate::batch::Batch;
+use crate::config::{ApiVersion, Credentials, RetryConfig};
+use crate::limit::RowLimiter;
+use crate::record::{Op, Record};
+use crate::report::Stats;
+
+/// Why a batch could not be finished. The run stops.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Fatal(String),
+    #[error(
+        "gave up on a request of {rows} {op} rows after {attempts} attempts: {last}. The service may be down or the network unreachable; run again to continue"
+    )]
+    Exhausted {
+        op: Op,
+        rows: usize,
+        attempts: usize,
+        last: String,
+    },
+    #[error("bad endpoint `{0}`: expected scheme://host[:port]")]
+    Endpoint(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// What happened to each row of a batch.
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    pub applied: Vec<Record>,
+    pub rejected: Vec<(Record, ServerError)>,
+}
+
+/// Everything the sender needs to reach one collection.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub endpoint: String,
+    pub region: String,
+    pub api: ApiVersion,
+    pub locator: Locator,
+    pub ignore_unknown_fields: bool,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub concurrency: usize,
+}
+
+/// Sends batches to one collection. Cheap to share behind an `Arc`.
+pub struct Sender {
+    http: reqwest::Client,
+    base: String,
+    host: String,
+    target: Target,
+    credentials: Credentials,
+    limiter: Arc<RowLimiter>,
+    retry: RetryConfig,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("base", &self.base)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone)]
+enum AttemptError {
+    Throttled(Option<Duration>),
+    Retryable(String),
+    Fatal(String),
+}
+
+impl AttemptError {
+    fn describe(&self) -> String {
+        match self {
+            AttemptError::Throttled(_) => "throttled (HTTP 429 / 1000029)".into(),
+            AttemptError::Retryable(m) | AttemptError::Fatal(m) => m.clone(),
+        }
+    }
+}
+
+enum Sent {
+    Applied,
+    Refused(ServerError),
+}
+
+impl Sender {
+    pub fn new(
+        target: Target,
+        credentials: Credentials,
+        limiter: Arc<RowLimiter>,
+        retry: RetryConfig,
+        stats: Arc<Stats>,
+    ) -> Result<Sender, SendError> {
+        let url = reqwest::Url::parse(&target.endpoint).map_err(|_| SendError::Endpoint(target.endpoint.clone()))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(SendError::Endpoint(target.endpoint.clone())),
+        };
+        let base = format!("{}://{host}", url.scheme());
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(target.connect_timeout)
+            .timeout(target.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(target.concurrency.max(1) * 2)
+            .user_agent(concat!("vikingsync/", env!("CARGO_PKG_VERSION")));
+        if url
+            .host_str()
+            .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]")
+        {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|e| SendError::Client(e.to_string()))?;
+        Ok(Sender {
+            http,
+            base,
+            host,
+            target,
+            credentials,
+            limiter,
+            retry,
+            stats,
+        })
+    }
+
+    /// Sends a batch: every row comes back applied or rejected (with the server's reason), or the
+    /// call fails and the run must stop.
+    pub async fn send(&self, batch: Batch) -> Result<BatchResult, SendError> {
+        let mut result = BatchResult::default();
+        // Depth-first over halves, left first, so rows keep their order.
+        let mut stack = vec![batch.records];
+        while let Some(mut rows) = stack.pop() {
+            match self.send_with_retry(batch.op, batch.ttl, &rows).await? {
+                Sent::Applied => result.applied.append(&mut rows),
+                Sent::Refused(err) if rows.len() == 1 => {
+                    let rec = rows.pop().expect("one row");
+                    result.rejected.push((rec, err));
+                }
+                Sent::Refused(err) => {
+                    tracing::debug!(rows = rows.len(), %err, "request refused; splitting to isolate the bad rows");
+                    let right = rows.split_off(rows.len() / 2);
+                    stack.push(right);
+                    stack.push(rows);
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn send_with_retry(&self, op: Op, ttl: u32, rows: &[Record]) -> Result<Sent, SendError> {
+        let t = &self.target;
+        let body = api::body(t.api, &t.locator, op, ttl, t.ignore_unknown_fields, rows);
+        let hash = sign::sha256_hex(&body);
+        let path = api::path(t.api, op);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_secs_f64(self.retry.initial_backoff))
+            .with_max_delay(Duration::from_secs_f64(self.retry.max_backoff))
+            .with_factor(2.0)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1))
+            .with_total_delay(Some(Duration::from_secs_f64(self.retry.max_elapsed)));
+        let mut attempts = 0usize;
+        let outcome = (|| {
+            attempts += 1;
+            self.attempt(path, rows.len(), body.clone(), &hash)
+        })
+        .retry(backoff)
+        .when(|e| !matches!(e, AttemptError::Fatal(_)))
+        .adjust(|e, delay| {
+            // Full jitter: a uniform pick in [0, delay]; never sooner than Retry-After.
+            let jittered = delay.map(|d| d.mul_f64(rand::rng().random::<f64>()));
+            match e {
+                AttemptError::Throttled(Some(after)) => jittered.map(|j| j.max(*after)),
+                _ => jittered,
+            }
+        })
+        .notify(|e, delay| {
+            self.stats.retries.fetch_add(1, Relaxed);
+            tracing::debug!(error = %e.describe(), ?delay, rows = rows.len(), %op, "retrying");
+        })
+        .await;
+        match outcome {
+            Ok(sent) => Ok(sent),
+            Err(AttemptError::Fatal(m)) => Err(SendError::Fatal(m)),
+            Err(e) => Err(SendError::Exhausted {
+                op,
+                rows: rows.len(),
+                attempts,
+                last: e.describe(),
+            }),
+        }
+    }
+
+    async fn attempt(&self, path: &str, rows: usize, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
+        self.limiter.acquire(rows).await;
+        self.stats.requests.fetch_add(1, Relaxed);
+        let request = self.request(path, body, hash);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AttemptError::Retryable(format!("request failed: {}", transport_reason(&e))))?;
+        let status = response.status().as_u16();
+        let request_id = header(&response, "x-tt-logid");
+        let retry_after = header(&response, "retry-after").and_then(|v| parse_retry_after(&v));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AttemptError::Retryable(format!("reading the response failed: {}", transport_reason(&e))))?;
+        match api::classify(status, &bytes, request_id.as_deref(), retry_after) {
+            Verdict::Applied => Ok(Sent::Applied),
+            Verdict::Refused(e) => Ok(Sent::Refused(e)),
+            Verdict::Throttled { retry_after } => {
+                self.stats.throttles.fetch_add(1, Relaxed);
+                self.limiter.throttled(retry_after);
+                Err(AttemptError::Throttled(retry_after))
+            }
+            Verdict::Retryable(m) => Err(AttemptError::Retryable(m)),
+            Verdict::Fatal(m) => Err(AttemptError::Fatal(m)),
+        }
+    }
+
+    /// Builds one signed request. The bytes sent are the bytes hashed.
+    fn request(&self, path: &str, body: Bytes, hash: &str) -> reqwest::RequestBuilder {
+        let builder = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Accept", "application/json")
+            .header("Content-Type", "application/json")
+            .header("Host", &self.host);
+        let builder = match &self.credentials {
+            Credentials::ApiKey(key) => builder.header("Authorization", format!("Bearer {}", key.expose())),
+            Credentials::Signed {
+                access_key,
+                secret_key,
+                session_token,
+            } => {
+                let x_date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+                let mut headers: Vec<(&str, &str)> = vec![
+                    ("Content-Type", "application/json"),
+                    ("Host", &self.host),
+                    ("X-Date", &x_date),
+                    ("X-Content-Sha256", hash),
+                ];
+                if let Some(token) = session_token {
+                    headers.push(("X-Security-Token", token.expose()));
+                }
+                let service = match self.target.api {
+                    ApiVersion::V2 => "vikingdb",
+                    ApiVersion::V1 => "air",
+                };
+                let auth = sign::authorization(
+                    access_key,
+                    secret_key.expose(),
+                    &x_date,
+                    &self.target.region,
+                    service,
+                    &sign::SigningInput {
+                        method: "POST",
+                        path,
+                        query: &[],
+                        headers: &headers,
+                        body_sha256: hash,
+                    },
+                );
+                let mut b = builder
+                    .header("X-Date", &x_date)
+                    .header("X-Content-Sha256", hash)
+                    .header("Authorization", auth);
+                if let Some(token) = session_token {
+                    b = b.header("X-Security-Token", token.expose());
+                }
+                b
+            }
+        };
+        builder.body(body)
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.trim().parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)));
+    }
+    let when = httpdate::parse_http_date(v.trim()).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped mid-response"
+    } else {
+        "transport error"
+    };
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    format!("{kind} ({detail})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Sat, 01 Jan 2000 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

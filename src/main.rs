@@ -1,0 +1,183 @@
+//! The `vikingsync` command line: `run`, `validate`, `emulator`.
+//!
+//! Owns: argument parsing, logging setup, exit codes and what is printed at the end.
+//! Never: holds pipeline logic; it calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+
+use vikingsync::config::Config;
+use vikingsync::pipeline::{self, RunOptions};
+
+/// Keeps Volcengine VikingDB collections in step with CSV, JSONL and Parquet files.
+#[derive(Parser, Debug)]
+#[command(name = "vikingsync", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    /// Log level filter (also RUST_LOG), e.g. `info` or `vikingsync=debug`.
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One-shot backfill: push every row of the sources to the collection, then exit.
+    ///
+    /// Exit codes: 0 the run completed (rejected rows, if any, are in the dead-letter file);
+    /// 2 rejected rows exceeded max_rejected_rows and the run stopped; 1 any other failure.
+    Run {
+        /// The TOML config (see docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Never draw the progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check the config and read the sources; report rows that would be rejected. Sends nothing.
+    ///
+    /// Exit codes: 0 every row is valid; 2 some rows would be rejected; 1 the config or a file is unusable.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read at most N rows of each file.
+        #[arg(long)]
+        sample: Option<u64>,
+    },
+    /// Serve a local VikingDB data plane (V1 and V2) for tests and trials.
+    Emulator(vikingsync::emulator::EmulatorArgs),
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config, no_progress } => run(config, no_progress).await,
+            Command::Validate { config, sample } => validate(config, sample),
+            Command::Emulator(args) => match vikingsync::emulator::run_cli(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+        }
+    })
+}
+
+async fn run(path: PathBuf, no_progress: bool) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let progress = !no_progress && std::io::stderr().is_terminal();
+    let report = pipeline::run(config, RunOptions { progress }).await;
+    let s = &report.summary;
+    tracing::info!(
+        rows_read = s.rows_read,
+        applied = s.applied,
+        applied_upsert = s.applied_upsert,
+        applied_update = s.applied_update,
+        applied_delete = s.applied_delete,
+        rejected = s.rejected,
+        requests = s.requests,
+        retries = s.retries,
+        throttles = s.throttles,
+        elapsed_secs = s.elapsed_secs,
+        rows_per_second = s.rows_per_second,
+        unfinished = report.unfinished,
+        "summary"
+    );
+    println!("{}", s.render());
+    if s.rejected > 0 {
+        println!("dead letters   {}", report.dead_letter.display());
+    }
+    match report.error {
+        None if s.balanced() => ExitCode::SUCCESS,
+        None => {
+            eprintln!("error: the run finished but read != applied + rejected; this is a bug, please report it");
+            ExitCode::from(1)
+        }
+        Some(e) => {
+            if report.unfinished > 0 {
+                println!(
+                    "unfinished     {} rows (not acknowledged when the run stopped)",
+                    report.unfinished
+                );
+            }
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match pipeline::validate(&config, sample) {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Ok(report) => {
+            for e in report.rejected.iter().take(50) {
+                println!("{}: row {}: {}", e.file, e.row, e.error);
+            }
+            if report.rejected.len() > 50 {
+                println!("… and {} more", report.rejected.len() - 50);
+            }
+            println!(
+                "config ok; {} files, {} rows read, {} would be rejected",
+                report.files,
+                report.rows,
+                report.rejected.len()
+            );
+            if report.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! The pipeline: wires reader → schema → batcher → limiter → sender → tracker/dead-letter.
+//!
+//! Owns: the run's tasks and their channels (a blocking reader thread feeding a bounded channel;
+//! one coordinator that batches, dispatches up to `concurrency` requests and takes their
+//! acknowledgements in any order), the stop conditions, and the run's summary.
+//! Never: shapes requests (batch), talks HTTP (client), or decides validity (schema). Memory is
+//! bounded: the channel, the batcher's queues and the in-flight window are all capped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::batch::{Batch, Batcher};
+use crate::checkpoint::Tracker;
+use crate::client::{BatchResult, Locator, SendError, Sender, Target};
+use crate::config::{Config, ConfigError, Credentials, Secret};
+use crate::deadletter::{DeadLetter, Entry};
+use crate::emulator;
+use crate::limit::RowLimiter;
+use crate::record::{Origin, Record};
+use crate::report::{Progress, Stats, Summary};
+use crate::schema::{Schema, SourceMapping};
+use crate::source::{self, Position, RawRow, ReadError, ReadOptions};
+
+/// Why a run stopped early. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Source(#[from] ReadError),
+    #[error("{0}")]
+    Send(#[from] SendError),
+    #[error("{rejected} rows were rejected, more than max_rejected_rows = {limit}; see {dead_letter}")]
+    TooManyRejected {
+        rejected: u64,
+        limit: u64,
+        dead_letter: PathBuf,
+    },
+    #[error("state directory {dir}: {source}")]
+    State { dir: PathBuf, source: std::io::Error },
+    #[error("cannot start the emulator: {0}")]
+    Emulator(String),
+}
+
+impl RunError {
+    /// The process exit code: 2 for too many rejected rows, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::TooManyRejected { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How a run went: its numbers, and the error that stopped it, if any.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: Summary,
+    /// Rows read but neither applied nor rejected when the run stopped (ahead of the checkpoint).
+    pub unfinished: u64,
+    pub error: Option<RunError>,
+    pub dead_letter: PathBuf,
+}
+
+/// Options that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub progress: bool,
+}
+
+/// One source file of the run.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub mapping: usize,
+    pub options: ReadOptions,
+}
+
+/// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
+pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), ReadError> {
+    let mut files = Vec::new();
+    let mut mappings = Vec::new();
+    for (i, s) in config.sources.iter().enumerate() {
+        mappings.push(SourceMapping::from_config(s));
+        for path in source::expand(&s.path, &config.base_dir)? {
+            let mut options = ReadOptions {
+                format: s.format,
+                ..ReadOptions::default()
+            };
+            if let Some(d) = s.delimiter {
+                options.delimiter = d as u8;
+            }
+            files.push(SourceFile {
+                path,
+                mapping: i,
+                options,
+            });
+        }
+    }
+    Ok((files, mappings))
+}
+
+/// What the reader thread hands the coordinator.
+enum Item {
+    Row {
+        record: Record,
+        end: Position,
+    },
+    Rejected {
+        origin: Origin,
+        end: Position,
+        entry: Entry,
+    },
+    FileEnd(usize),
+    Failed(ReadError),
+}
+
+const CHANNEL_ROWS: usize = 4096;
+const MAX_WAITING: usize = 10_000;
+
+/// Reads every file in order, types each row, and sends the results down `tx`.
+fn read_all(
+    files: Vec<SourceFile>,
+    mappings: Vec<SourceMapping>,
+    schema: Schema,
+    tx: mpsc::Sender<Item>,
+    stats: Arc<Stats>,
+) {
+    let mut seq = 0u64;
+    for (index, file) in files.iter().enumerate() {
+        let name = file.path.display().to_string();
+        let mut reader = match source::open(&file.path, &file.options, None) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Item::Failed(e));
+                return;
+            }
+        };
+        let mapping = &mappings[file.mapping];
+        let mut last_bytes = 0;
+        while let Some(next) = reader.next_row() {
+            let item = match next {
+                Ok(raw) => {
+                    let origin = Origin {
+                        file: index,
+                        row: raw.row,
+                        seq,
+                    };
+                    seq += 1;
+                    typed(&schema, mapping, raw, origin, &name)
+                }
+                Err(ReadError::Row {
+                    row, end, raw, message, ..
+                }) => {
+                    let origin = Origin { file: index, row, seq };
+                    seq += 1;
+                    Item::Rejected {
+                        origin,
+                        end,
+                        entry: Entry {
+                            file: name.clone(),
+                            row,
+                            key: None,
+                            op: mapping.op,
+                            error: message,
+                            code: None,
+                            request_id: None,
+                            record: raw,
+                        },
+                    }
+                }
+                Err(e @ ReadError::File { .. }) => Item::Failed(e),
+            };
+            let failed = matches!(item, Item::Failed(_));
+            let bytes = reader.bytes_read();
+            stats.bytes_read.fetch_add(bytes.saturating_sub(last_bytes), Relaxed);
+            last_bytes = bytes;
+            if tx.blocking_send(item).is_err() || failed {
+                return; // the run stopped, or this file cannot be read further
+            }
+        }
+        if tx.blocking_send(Item::FileEnd(index)).is_err() {
+            return;
+        }
+    }
+}
+
+fn typed(schema: &Schema, mapping: &SourceMapping, raw: RawRow, origin: Origin, file: &str) -> Item {
+    let end = raw.end;
+    match schema.coerce(&raw, mapping, origin.clone()) {
+        Ok(record) => Item::Row { record, end },
+        Err(rej) => Item::Rejected {
+            end,
+            entry: Entry {
+                file: file.to_string(),
+                row: origin.row,
+                key: rej.key.as_ref().map(|k| k.to_json()),
+                op: rej.op,
+                error: rej.reason,
+                code: None,
+                request_id: None,
+                record: raw.to_json(),
+            },
+            origin,
+        },
+    }
+}
+
+/// A started emulator and the credentials that reach it (for `target.emulator = true`).
+struct LocalEmulator {
+    handle: emulator::Emulator,
+    credentials: Credentials,
+}
+
+async fn start_local_emulator(config: &Config) -> Result<LocalEmulator, RunError> {
+    let c = &config.collection;
+    let name = c
+        .name
+        .clone()
+        .or_else(|| c.resource_id.clone())
+        .or_else(|| c.alias.clone())
+        .unwrap_or_default();
+    let secret: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..32).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+    };
+    let spec = emulator::CollectionSpec {
+        name: name.clone(),
+        primary_key: c.primary_key.clone(),
+        fields: c.fields.clone(),
+        dim: c.dim,
+        vectorize: c.vectorize,
+        quota_rows_per_second: config.rate.rows_per_second,
+        resource_id: c.resource_id.clone(),
+        alias: c.alias.clone(),
+    };
+    let emu_config = emulator::EmulatorConfig {
+        collections: vec![spec],
+        keys: vec![emulator::AccessKey {
+            access_key: "AKLOCALEMULATOR".into(),
+            secret_key: secret.clone(),
+            session_token: None,
+        }],
+        faults: config.emulator_faults.clone().unwrap_or_default(),
+        ..emulator::EmulatorConfig::default()
+    };
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let handle = emulator::start(emu_config, listen)
+        .await
+        .map_err(|e| RunError::Emulator(e.to_string()))?;
+    tracing::info!(endpoint = %handle.endpoint(), collection = %name, "started the in-process emulator");
+    Ok(LocalEmulator {
+        handle,
+        credentials: Credentials::Signed {
+            access_key: "AKLOCALEMULATOR".into(),
+            secret_key: Secret::new(secret),
+            session_token: None,
+        },
+    })
+}
+
+fn locator(config: &Config) -> Locator {
+    let c = &config.collection;
+    match (&c.name, &c.resource_id, &c.alias) {
+        (_, Some(r), _) => Locator::ResourceId(r.clone()),
+        (_, _, Some(a)) => Locator::Alias(a.clone()),
+        (Some(n), _, _) => Locator::Name(n.clone()),
+        (None, None, None) => Locator::Name(String::new()),
+    }
+}
+
+/// Runs a one-shot backfill to the end, or until something stops it.
+pub async fn run(config: Config, options: RunOptions) -> RunReport {
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let dead_letter_path = config.state.dir.join(crate::deadletter::FILE_NAME);
+    let mut emulator = None;
+    let result = run_inner(&config, &options, &stats, &mut emulator).await;
+    if let Some(e) = emulator {
+        e.handle.shutdown().await;
+    }
+    let summary = stats.snapshot(started.elapsed());
+    let (unfinished, error) = match result {
+        Ok(unfinished) => (unfinished, None),
+        Err((unfinished, e)) => (unfinished, Some(e)),
+    };
+    RunReport {
+        summary,
+        unfinished,
+        error,
+        dead_letter: dead_letter_path,
+    }
+}
+
+type Unfinished = u64;
+
+async fn run_inner(
+    config: &Config,
+    options: &RunOptions,
+    stats: &Arc<Stats>,
+    emulator_slot: &mut Option<LocalEmulator>,
+) -> Result<Unfinished, (Unfinished, RunError)> {
+    let early = |e: RunError| (0, e);
+    let (files, mappings) = source_files(config).map_err(|e| early(e.into()))?;
+    let (endpoint, credentials) = if config.target.emulator {
+        let local = start_local_emulator(config).await.map_err(early)?;
+        let pair = (local.handle.endpoint(), local.credentials.clone());
+        *emulator_slot = Some(local);
+        pair
+    } else {
+        let creds = Credentials::load(config).map_err(|e| early(e.into()))?;
+        (config.target.endpoint.clone().unwrap_or_default(), creds)
+    };
+    let state_err = |source| {
+        early(RunError::State {
+            dir: config.state.dir.clone(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(&config.state.dir).map_err(state_err)?;
+    let mut dead = DeadLetter::open(&config.state.dir, 0).map_err(state_err)?;
+
+    let schema = Schema::from_config(&config.collection);
+    let batcher = Batcher::new(config.rate.batch_rows, config.collection.vectorize);
+    let limiter = Arc::new(RowLimiter::new(config.rate.rows_per_second, config.rate.batch_rows));
+    let target = Target {
+        endpoint,
+        region: config.target.region.clone(),
+        api: config.target.api,
+        locator: locator(config),
+        ignore_unknown_fields: config.collection.ignore_unknown_fields,
+        request_timeout: config.request_timeout(),
+        connect_timeout: config.connect_timeout(),
+        concurrency: config.rate.concurrency,
+    };
+    let sender = Arc::new(
+        Sender::new(target, credentials, limiter, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
+    );
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(&f.path).ok())
+        .map(|m| m.len())
+        .sum();
+    let progress = Progress::new(total_bytes, options.progress);
+    tracing::info!(files = files.len(), bytes = total_bytes, "starting");
+
+    let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+    let reader_stats = stats.clone();
+    let reader_files = files.clone();
+    let reader = std::thread::Builder::new()
+        .name("vikingsync-reader".into())
+        .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
+        .map_err(|e| state_err(e))?;
+
+    let mut coordinator = Coordinator {
+        files,
+        batcher,
+        tracker: Tracker::new(0, |_| None),
+        dead,
+        sender,
+        stats: stats.clone(),
+        in_flight: JoinSet::new(),
+        concurrency: config.rate.concurrency,
+        max_queued: config.rate.concurrency * config.rate.batch_rows * 2,
+        max_rejected: config.state.max_rejected_rows,
+    };
+    coordinator.tracker = Tracker::new(coordinator.files.len(), |_| None);
+    let outcome = coordinator.drive(rx, &progress).await;
+    progress.finish();
+    // Stop the reader: dropping the receiver makes its next send fail.
+    drop(coordinator.in_flight);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    dead = coordinator.dead;
+    let unfinished = coordinator.tracker.pending() as u64;
+    dead.sync().map_err(|e| {
+        (
+            unfinished,
+            RunError::State {
+                dir: config.state.dir.clone(),
+                source: e,
+            },
+        )
+    })?;
+    match outcome {
+        Ok(()) => Ok(unfinished),
+        Err(e) => Err((unfinished, e)),
+    }
+}
+
+struct Coordinator {
+    files: Vec<SourceFile>,
+    batcher: Batcher,
+    tracker: Tracker,
+    dead: DeadLetter,
+    sender: Arc<Sender>,
+    stats: Arc<Stats>,
+    in_flight: JoinSet<(Batch, Result<BatchResult, SendError>)>,
+    concurrency: usize,
+    max_queued: usize,
+    max_rejected: Option<u64>,
+}
+
+impl Coordinator {
+    async fn drive(&mut self, mut rx: mpsc::Receiver<Item>, progress: &Progress) -> Result<(), RunError> {
+        let mut input_open = true;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.dispatch();
+            if !input_open && self.in_flight.is_empty() && self.batcher.is_empty() {
+                break;
+            }
+            let can_take =
+                input_open && self.batcher.waiting_len() < MAX_WAITING && self.batcher.queued_rows() < self.max_queued;
+            tokio::select! {
+                biased;
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    let (batch, result) = done.map_err(|e| RunError::Send(SendError::Fatal(format!("a sender task failed: {e}"))))?;
+                    self.complete(batch, result?)?;
+                }
+                item = rx.recv(), if can_take => {
+                    match item {
+                        Some(item) => {
+                            self.take(item)?;
+                            // Drain what is already waiting so batches fill before they go out.
+                            while self.batcher.queued_rows() < self.max_queued && self.batcher.waiting_len() < MAX_WAITING {
+                                match rx.try_recv() {
+                                    Ok(item) => self.take(item)?,
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            input_open = false;
+                            self.batcher.flush();
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    // Input is slower than the senders: send what we have rather than idle.
+                    if self.in_flight.len() < self.concurrency && !self.batcher.has_ready() {
+                        self.batcher.flush();
+                    }
+                    progress.update(&self.stats);
+                }
+            }
+        }
+        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        progress.update(&self.stats);
+        Ok(())
+    }
+
+    fn state_error(&self, source: std::io::Error) -> RunError {
+        RunError::State {
+            dir: self.dead.path().parent().map(PathBuf::from).unwrap_or_default(),
+            source,
+        }
+    }
+
+    fn dispatch(&mut self) {
+        while self.in_flight.len() < self.concurrency {
+            let Some(batch) = self.batcher.pop_ready() else { break };
+            let sender = self.sender.clone();
+            self.in_flight.spawn(async move {
+                let result = sender.send(batch.clone()).await;
+                (batch, result)
+            });
+        }
+    }
+
+    fn take(&mut self, item: Item) -> Result<(), RunError> {
+        match item {
+            Item::Row { record, end } => {
+                self.stats.rows_read.fetch_add(1, Relaxed);
+                self.tracker.read(&record.origin, end);
+                self.batcher.push(record);
+            }
+            Item::Rejected { origin, end, entry } => {
+                self.stats.rows_read.fetch_add(1, Relaxed);
+                self.tracker.read(&origin, end);
+                self.reject(&origin, entry)?;
+            }
+            Item::FileEnd(i) => {
+                self.tracker.read_to_end(i);
+                tracing::debug!(file = %self.files[i].path.display(), "read to the end");
+            }
+            Item::Failed(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, origin: &Origin, entry: Entry) -> Result<(), RunError> {
+        tracing::debug!(file = %entry.file, row = entry.row, error = %entry.error, "row rejected");
+        self.tracker.rejected(origin, entry);
+        let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1;
+        match self.max_rejected {
+            Some(limit) if rejected > limit => Err(RunError::TooManyRejected {
+                rejected,
+                limit,
+                dead_letter: self.dead.path().to_path_buf(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn complete(&mut self, batch: Batch, result: BatchResult) -> Result<(), RunError> {
+        self.stats.add_applied(batch.op, result.applied.len() as u64);
+        for rec in &result.applied {
+            self.tracker.applied(&rec.origin);
+        }
+        self.batcher.acknowledge(batch.records.iter().map(|r| &r.key));
+        let mut outcome = Ok(());
+        for (rec, err) in result.rejected {
+            let record =
+                serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
+            let entry = Entry {
+                file: self.files[rec.origin.file].path.display().to_string(),
+                row: rec.origin.row,
+                key: Some(rec.key.to_json()),
+                op: Some(rec.op),
+                error: format!("refused by the server: {}", err.message),
+                code: Some(err.code.clone()),
+                request_id: err.request_id.clone(),
+                record,
+            };
+            if let Err(e) = self.reject(&rec.origin, entry) {
+                outcome = Err(e);
+            }
+        }
+        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        outcome
+    }
+}
+
+/// What `vikingsync validate` found.
+#[derive(Debug, Default)]
+pub struct ValidateReport {
+    pub files: usize,
+    pub rows: u64,
+    pub rejected: Vec<Entry>,
+}
+
+/// Reads the sources (up to `sample` rows per file) and types every row, sending nothing.
+pub fn validate(config: &Config, sample: Option<u64>) -> Result<ValidateReport, RunError> {
+    let (files, mappings) = source_files(config)?;
+    let schema = Schema::from_config(&config.collection);
+    let mut report = ValidateReport {
+        files: files.len(),
+        ..ValidateReport::default()
+    };
+    for (index, file) in files.iter().enumerate() {
+        let name = file.path.display().to_string();
+        let mut reader = source::open(&file.path, &file.options, None)?;
+        let mut n = 0u64;
+        while let Some(next) = reader.next_row() {
+            if sample.is_some_and(|s| n >= s) {
+                break;
+            }
+            n += 1;
+            report.rows += 1;
+            let origin = Origin {
+                file: index,
+                row: n,
+                seq: report.rows,
+            };
+            let item = match next {
+                Ok(raw) => typed(&schema, &mappings[file.mapping], raw, origin, &name),
+                Err(ReadError::Row {
+                    row, end, raw, message, ..
+                }) => Item::Rejected {
+                    origin,
+                    end,
+                    entry: Entry {
+                        file: name.clone(),
+                        row,
+                        key: None,
+                        op: None,
+                        error: message,
+                        code: None,
+                        request_id: None,
+                        record: raw,
+                    },
+                },
+                Err(e) => return Err(e.into()),
+            };
+            if let Item::Rejected { entry, .. } = item {
+                report.rejected.push(entry);
+            }
+        }
+    }
+    Ok(report)
+}

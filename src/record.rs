@@ -1,0 +1,146 @@
+//! Typed rows: the values a row carries once it has been coerced to the collection's schema.
+//!
+//! Owns: `PrimaryKey`, `Op`, `Value` (with its exact JSON form: f32 stays f32, i64 never passes
+//! through f64), and `Record`, the unit that flows from the schema stage to the batcher.
+//! Never: parses source formats (that is `source`) or decides what is valid (that is `schema`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+/// What a row asks the collection to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Update,
+    Upsert,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Update => "update",
+            Op::Upsert => "upsert",
+            Op::Delete => "delete",
+        }
+    }
+
+    /// Parses an op name as written in an `op_column` cell (case-insensitive, trimmed).
+    pub fn parse(s: &str) -> Option<Op> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "update" => Some(Op::Update),
+            "upsert" | "insert" => Some(Op::Upsert),
+            "delete" | "del" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A primary key value. VikingDB keys are int64 or string, never 0 and never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrimaryKey {
+    Int(i64),
+    Str(Arc<str>),
+}
+
+impl PrimaryKey {
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            PrimaryKey::Int(i) => serde_json::Value::from(*i),
+            PrimaryKey::Str(s) => serde_json::Value::from(s.as_ref()),
+        }
+    }
+}
+
+impl Serialize for PrimaryKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PrimaryKey::Int(i) => s.serialize_i64(*i),
+            PrimaryKey::Str(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl fmt::Display for PrimaryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrimaryKey::Int(i) => write!(f, "{i}"),
+            PrimaryKey::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A field value in the exact form it is written to VikingDB.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Float(f32),
+    Bool(bool),
+    /// string, text, date_time (RFC 3339), geo_point (`"lon,lat"`), image (URL).
+    Str(String),
+    StrList(Vec<String>),
+    IntList(Vec<i64>),
+    Vector(Vec<f32>),
+    /// sparse_vector: token → weight, written as a JSON object.
+    Sparse(Vec<(String, f32)>),
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f32(*f),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Str(v) => s.serialize_str(v),
+            Value::StrList(v) => v.serialize(s),
+            Value::IntList(v) => v.serialize(s),
+            Value::Vector(v) => {
+                let mut seq = s.serialize_seq(Some(v.len()))?;
+                for x in v {
+                    seq.serialize_element(x)?;
+                }
+                seq.end()
+            }
+            Value::Sparse(v) => {
+                let mut map = s.serialize_map(Some(v.len()))?;
+                for (k, w) in v {
+                    map.serialize_entry(k, w)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Where a row came from: enough to name it in an error and to place it in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Index of the file in the run's ordered file list.
+    pub file: usize,
+    /// 1-based data row number within the file (header excluded).
+    pub row: u64,
+    /// Run-wide sequence number, increasing in read order; the acknowledgement tracker's key.
+    pub seq: u64,
+}
+
+/// A row ready to send: its key, its op, its request-level TTL and its fields serialised once.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: PrimaryKey,
+    pub op: Op,
+    /// Seconds; 0 = never expire. Request-level in VikingDB, so it groups batches.
+    pub ttl: u32,
+    /// The row as a JSON object (primary key included), serialised once when the row was typed.
+    /// Empty for deletes, which send only the key.
+    pub json: Box<str>,
+    pub origin: Origin,
+}

@@ -1,0 +1,157 @@
+//! What the user sees: run counters, the progress bar, and the final summary.
+//!
+//! Owns: `Stats` (lock-free counters every stage bumps), the indicatif bar (only on a terminal),
+//! and the summary with its invariant read = applied + rejected.
+//! Never: decides anything about rows; it only counts and shows.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::record::Op;
+
+/// Counters for one run. Cheap to bump from any task.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub rows_read: AtomicU64,
+    pub applied_upsert: AtomicU64,
+    pub applied_update: AtomicU64,
+    pub applied_delete: AtomicU64,
+    pub rejected: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttles: AtomicU64,
+    pub bytes_read: AtomicU64,
+    /// Rows skipped because a checkpoint says they were already done.
+    pub rows_resumed: AtomicU64,
+}
+
+impl Stats {
+    pub fn add_applied(&self, op: Op, n: u64) {
+        match op {
+            Op::Upsert => &self.applied_upsert,
+            Op::Update => &self.applied_update,
+            Op::Delete => &self.applied_delete,
+        }
+        .fetch_add(n, Relaxed);
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied_upsert.load(Relaxed) + self.applied_update.load(Relaxed) + self.applied_delete.load(Relaxed)
+    }
+
+    pub fn snapshot(&self, elapsed: Duration) -> Summary {
+        let applied = self.applied();
+        Summary {
+            rows_read: self.rows_read.load(Relaxed),
+            applied,
+            applied_upsert: self.applied_upsert.load(Relaxed),
+            applied_update: self.applied_update.load(Relaxed),
+            applied_delete: self.applied_delete.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            throttles: self.throttles.load(Relaxed),
+            elapsed_secs: elapsed.as_secs_f64(),
+            rows_per_second: if elapsed.as_secs_f64() > 0.0 {
+                (applied + self.rejected.load(Relaxed)) as f64 / elapsed.as_secs_f64()
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// The end-of-run numbers, printed and logged.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub rows_read: u64,
+    pub applied: u64,
+    pub applied_upsert: u64,
+    pub applied_update: u64,
+    pub applied_delete: u64,
+    pub rejected: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttles: u64,
+    pub elapsed_secs: f64,
+    pub rows_per_second: f64,
+}
+
+impl Summary {
+    /// Every row read is applied or rejected (rows still ahead of a checkpoint are not read).
+    pub fn balanced(&self) -> bool {
+        self.rows_read == self.applied + self.rejected
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "rows read      {}\n\
+             applied        {} (upsert {}, update {}, delete {})\n\
+             rejected       {}\n\
+             requests       {} ({} retries, {} throttled)\n\
+             elapsed        {:.2}s\n\
+             throughput     {:.0} rows/s\n\
+             check          read = applied + rejected: {}",
+            self.rows_read,
+            self.applied,
+            self.applied_upsert,
+            self.applied_update,
+            self.applied_delete,
+            self.rejected,
+            self.requests,
+            self.retries,
+            self.throttles,
+            self.elapsed_secs,
+            self.rows_per_second,
+            if self.balanced() { "ok" } else { "MISMATCH" },
+        )
+    }
+}
+
+/// The progress bar: rows/s, rows done, ETA by bytes read. Hidden when stderr is not a terminal.
+pub struct Progress {
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(total_bytes: u64, enabled: bool) -> Progress {
+        let bar = if enabled {
+            ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr_with_hz(5))
+        } else {
+            ProgressBar::hidden()
+        };
+        let style =
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {percent:>3}% {msg} · ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        Progress {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn update(&self, stats: &Stats) {
+        let done = stats.applied() + stats.rejected.load(Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_position(stats.bytes_read.load(Relaxed));
+        self.bar.set_message(format!(
+            "{done} rows ({} rejected) · {:.0} rows/s",
+            stats.rejected.load(Relaxed),
+            done as f64 / secs
+        ));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// Runs `f` with the bar hidden, so log lines don't tear it.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bar.suspend(f)
+    }
+}

@@ -1,0 +1,709 @@
+//! The collection's schema and the coercion of untyped source rows into typed `Record`s.
+//!
+//! Owns: `FieldType` and its names, the rules that turn a `source::Cell` into a `record::Value`,
+//! and the per-row checks made before anything is sent (primary key present and non-zero, fields
+//! known, values of their type, vector dimension).
+//! Never: reads files, talks to the network, or drops a row: a row that fails is returned as a
+//! `RowRejection` for the dead-letter file.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A VikingDB field type, as named in the config and the API docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    Int64,
+    Float32,
+    String,
+    Bool,
+    ListString,
+    ListInt64,
+    Vector,
+    SparseVector,
+    Text,
+    DateTime,
+    GeoPoint,
+    Image,
+}
+
+impl FieldType {
+    pub const ALL: [FieldType; 12] = [
+        FieldType::Int64,
+        FieldType::Float32,
+        FieldType::String,
+        FieldType::Bool,
+        FieldType::ListString,
+        FieldType::ListInt64,
+        FieldType::Vector,
+        FieldType::SparseVector,
+        FieldType::Text,
+        FieldType::DateTime,
+        FieldType::GeoPoint,
+        FieldType::Image,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Int64 => "int64",
+            FieldType::Float32 => "float32",
+            FieldType::String => "string",
+            FieldType::Bool => "bool",
+            FieldType::ListString => "list<string>",
+            FieldType::ListInt64 => "list<int64>",
+            FieldType::Vector => "vector",
+            FieldType::SparseVector => "sparse_vector",
+            FieldType::Text => "text",
+            FieldType::DateTime => "date_time",
+            FieldType::GeoPoint => "geo_point",
+            FieldType::Image => "image",
+        }
+    }
+
+    /// Types a primary key may have.
+    pub fn can_be_primary_key(self) -> bool {
+        matches!(self, FieldType::Int64 | FieldType::String)
+    }
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FieldType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        FieldType::ALL.into_iter().find(|t| t.as_str() == norm).ok_or_else(|| {
+            let names: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
+            format!("unknown field type `{s}`; expected one of {}", names.join(", "))
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FieldType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for FieldType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::config::{CollectionConfig, SourceConfig};
+use crate::record::{Op, Origin, PrimaryKey, Record, Value};
+use crate::source::{Cell, RawRow};
+
+/// Why a row was not sent. It goes to the dead-letter file with these details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowRejection {
+    pub key: Option<PrimaryKey>,
+    pub op: Option<Op>,
+    pub reason: String,
+}
+
+/// The collection's fields and the rules for coercing rows into them.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub primary_key: Arc<str>,
+    pub key_type: FieldType,
+    pub fields: HashMap<Arc<str>, FieldType>,
+    pub dim: Option<usize>,
+    pub vectorize: bool,
+    pub ignore_unknown_fields: bool,
+}
+
+/// How one source's columns map onto the schema.
+#[derive(Debug, Clone)]
+pub struct SourceMapping {
+    pub op: Option<Op>,
+    pub op_column: Option<String>,
+    pub ttl: u32,
+    pub ttl_column: Option<String>,
+    pub renames: BTreeMap<String, String>,
+}
+
+impl SourceMapping {
+    pub fn from_config(s: &SourceConfig) -> SourceMapping {
+        SourceMapping {
+            op: s.op,
+            op_column: s.op_column.clone(),
+            ttl: s.ttl.unwrap_or(0),
+            ttl_column: s.ttl_column.clone(),
+            renames: s.columns.clone(),
+        }
+    }
+}
+
+impl Schema {
+    pub fn from_config(c: &CollectionConfig) -> Schema {
+        let key_type = c.fields.get(&c.primary_key).copied().unwrap_or(FieldType::String);
+        Schema {
+            primary_key: Arc::from(c.primary_key.as_str()),
+            key_type,
+            fields: c.fields.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
+            dim: c.dim,
+            vectorize: c.vectorize,
+            ignore_unknown_fields: c.ignore_unknown_fields,
+        }
+    }
+
+    /// Coerces and checks one row. On success the row's JSON is serialised once, here.
+    pub fn coerce(&self, raw: &RawRow, map: &SourceMapping, origin: Origin) -> Result<Record, RowRejection> {
+        let mut op = map.op;
+        let mut ttl = map.ttl;
+        let mut key: Option<PrimaryKey> = None;
+        let mut fields: Vec<(&str, Value)> = Vec::with_capacity(raw.cells.len());
+        let mut problems: Vec<String> = Vec::new();
+
+        // The op and TTL first: a rejection should say which op the row was.
+        for (col, cell) in &raw.cells {
+            if map.op_column.as_deref() == Some(col.as_ref()) {
+                op = match cell_text(cell) {
+                    Some(s) => match Op::parse(&s) {
+                        Some(o) => Some(o),
+                        None => {
+                            problems.push(format!("op column `{col}`: `{s}` is not update, upsert or delete"));
+                            None
+                        }
+                    },
+                    None => {
+                        problems.push(format!("op column `{col}` is empty"));
+                        None
+                    }
+                };
+            } else if map.ttl_column.as_deref() == Some(col.as_ref()) {
+                match cell {
+                    Cell::Null => {}
+                    other => match coerce_int(other) {
+                        Ok(v) if (0..=i64::from(u32::MAX)).contains(&v) => ttl = v as u32,
+                        Ok(v) => problems.push(format!("ttl column `{col}`: {v} is not a TTL in seconds (0..2^32)")),
+                        Err(e) => problems.push(format!("ttl column `{col}`: {e}")),
+                    },
+                }
+            }
+        }
+
+        for (col, cell) in &raw.cells {
+            let col: &str = col;
+            if map.op_column.as_deref() == Some(col) || map.ttl_column.as_deref() == Some(col) {
+                continue;
+            }
+            let name = map.renames.get(col).map(String::as_str).unwrap_or(col);
+            if name == &*self.primary_key {
+                match self.coerce_key(cell) {
+                    Ok(k) => key = Some(k),
+                    Err(e) => problems.push(e),
+                }
+                continue;
+            }
+            if matches!(cell, Cell::Null) || op == Some(Op::Delete) {
+                continue; // absent; a delete sends only the key
+            }
+            let Some(ty) = self.fields.get(name) else {
+                if !self.ignore_unknown_fields {
+                    problems.push(format!("unknown field `{name}` (not in [collection.fields])"));
+                }
+                continue;
+            };
+            match coerce_value(cell, *ty, self.dim) {
+                Ok(v) => fields.push((name, v)),
+                Err(e) => problems.push(format!("field `{name}` ({ty}): {e}")),
+            }
+        }
+
+        if key.is_none() && !problems.iter().any(|p| p.starts_with("primary key")) {
+            problems.push(format!("primary key `{}` is missing", self.primary_key));
+        }
+        let (Some(key), Some(op), true) = (key.clone(), op, problems.is_empty()) else {
+            return Err(RowRejection {
+                key,
+                op,
+                reason: problems.join("; "),
+            });
+        };
+        let json = if op == Op::Delete {
+            Box::from("")
+        } else {
+            serialise_row(&self.primary_key, &key, &fields)
+        };
+        Ok(Record {
+            key,
+            op,
+            ttl,
+            json,
+            origin,
+        })
+    }
+
+    fn coerce_key(&self, cell: &Cell) -> Result<PrimaryKey, String> {
+        let pk = &self.primary_key;
+        match (self.key_type, cell) {
+            (_, Cell::Null) => Err(format!("primary key `{pk}` is empty")),
+            (FieldType::Int64, c) => match coerce_int(c) {
+                Ok(0) => Err(format!("primary key `{pk}` is 0, which VikingDB does not allow")),
+                Ok(i) => Ok(PrimaryKey::Int(i)),
+                Err(e) => Err(format!("primary key `{pk}` (int64): {e}")),
+            },
+            (_, c) => match coerce_string(c) {
+                Ok(s) if s.is_empty() => Err(format!("primary key `{pk}` is empty")),
+                Ok(s) => Ok(PrimaryKey::Str(Arc::from(s))),
+                Err(e) => Err(format!("primary key `{pk}` (string): {e}")),
+            },
+        }
+    }
+}
+
+fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> Box<str> {
+    let mut out = Vec::with_capacity(64 + fields.len() * 16);
+    out.push(b'{');
+    // Serialising these types to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, pk_name);
+    out.push(b':');
+    let _ = serde_json::to_writer(&mut out, key);
+    for (name, value) in fields {
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, name);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, value);
+    }
+    out.push(b'}');
+    String::from_utf8_lossy(&out).into()
+}
+
+fn cell_text(cell: &Cell) -> Option<String> {
+    match cell {
+        Cell::Text(s) => Some(s.clone()),
+        Cell::Json(serde_json::Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn describe(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => "null".into(),
+        Cell::Text(s) => {
+            let short: String = s.chars().take(40).collect();
+            format!("`{short}`{}", if s.chars().count() > 40 { "…" } else { "" })
+        }
+        Cell::Json(v) => {
+            let s = v.to_string();
+            let short: String = s.chars().take(40).collect();
+            format!("`{short}`")
+        }
+        Cell::Int(i) => format!("integer {i}"),
+        Cell::Float(f) => format!("number {f}"),
+        Cell::Float32(f) => format!("number {f}"),
+        Cell::Bool(b) => format!("bool {b}"),
+        Cell::F32List(v) => format!("float list of {}", v.len()),
+        Cell::F64List(v) => format!("float list of {}", v.len()),
+        Cell::StrList(v) => format!("string list of {}", v.len()),
+        Cell::IntList(v) => format!("integer list of {}", v.len()),
+        Cell::Sparse(v) => format!("map of {}", v.len()),
+        Cell::Timestamp(s) => format!("timestamp {s}"),
+    }
+}
+
+fn coerce_int(cell: &Cell) -> Result<i64, String> {
+    let from_f64 = |f: f64| {
+        if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
+            Ok(f as i64)
+        } else {
+            Err(format!("number {f} is not an exact integer"))
+        }
+    };
+    match cell {
+        Cell::Int(i) => Ok(*i),
+        Cell::Text(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{} is not an integer", describe(cell))),
+        Cell::Json(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(i),
+            None if n.is_u64() => Err(format!("{n} is out of int64 range")),
+            None => from_f64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Cell::Float(f) => from_f64(*f),
+        Cell::Float32(f) => from_f64(f64::from(*f)),
+        other => Err(format!("{} is not an integer", describe(other))),
+    }
+}
+
+fn finite_f32(f: f64) -> Result<f32, String> {
+    let v = f as f32;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{f} is not a finite float32"))
+    }
+}
+
+fn coerce_f32(cell: &Cell) -> Result<f32, String> {
+    match cell {
+        Cell::Float32(f) if f.is_finite() => Ok(*f),
+        Cell::Float32(f) => Err(format!("{f} is not a finite float32")),
+        Cell::Float(f) => finite_f32(*f),
+        Cell::Int(i) => Ok(*i as f32),
+        Cell::Text(s) => match s.trim().parse::<f32>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(format!("{} is not a finite number", describe(cell))),
+        },
+        Cell::Json(serde_json::Value::Number(n)) => finite_f32(n.as_f64().unwrap_or(f64::NAN)),
+        other => Err(format!("{} is not a number", describe(other))),
+    }
+}
+
+fn coerce_string(cell: &Cell) -> Result<String, String> {
+    match cell {
+        Cell::Text(s) => Ok(s.clone()),
+        Cell::Json(serde_json::Value::String(s)) => Ok(s.clone()),
+        // Integers become strings losslessly (numeric ids in a string key are common).
+        Cell::Int(i) => Ok(i.to_string()),
+        Cell::Json(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+        other => Err(format!("{} is not a string", describe(other))),
+    }
+}
+
+fn coerce_bool(cell: &Cell) -> Result<bool, String> {
+    match cell {
+        Cell::Bool(b) => Ok(*b),
+        Cell::Json(serde_json::Value::Bool(b)) => Ok(*b),
+        Cell::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("{} is not true or false", describe(cell))),
+        },
+        other => Err(format!("{} is not true or false", describe(other))),
+    }
+}
+
+/// A CSV cell holding JSON text (vectors, lists, sparse vectors) or a JSONL value.
+fn json_of(cell: &Cell) -> Result<Option<serde_json::Value>, String> {
+    match cell {
+        Cell::Json(v) => Ok(Some(v.clone())),
+        Cell::Text(s) => serde_json::from_str(s.trim())
+            .map(Some)
+            .map_err(|e| format!("{} is not valid JSON ({e})", describe(cell))),
+        _ => Ok(None),
+    }
+}
+
+fn json_array(v: &serde_json::Value, what: &str) -> Result<Vec<serde_json::Value>, String> {
+    match v {
+        serde_json::Value::Array(items) => Ok(items.clone()),
+        other => Err(format!("expected a JSON array of {what}, got `{}`", short_json(other))),
+    }
+}
+
+fn short_json(v: &serde_json::Value) -> String {
+    v.to_string().chars().take(40).collect()
+}
+
+fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Vec<f32>, String> {
+    let v: Vec<f32> = match cell {
+        Cell::F32List(v) => v.clone(),
+        Cell::F64List(v) => v.iter().map(|x| *x as f32).collect(),
+        Cell::IntList(v) => v.iter().map(|x| *x as f32).collect(),
+        other => match json_of(other)? {
+            Some(j) => json_array(&j, "numbers")?
+                .iter()
+                .map(|x| match x {
+                    serde_json::Value::Number(n) => finite_f32(n.as_f64().unwrap_or(f64::NAN)),
+                    other => Err(format!("vector element `{}` is not a number", short_json(other))),
+                })
+                .collect::<Result<_, _>>()?,
+            None => return Err(format!("{} is not a vector", describe(other))),
+        },
+    };
+    if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+        return Err(format!("vector element {bad} is not finite"));
+    }
+    if let Some(d) = dim
+        && v.len() != d
+    {
+        return Err(format!("vector has {} dimensions, the collection's is {d}", v.len()));
+    }
+    if v.is_empty() {
+        return Err("vector is empty".into());
+    }
+    Ok(v)
+}
+
+fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value, String> {
+    match ty {
+        FieldType::Int64 => coerce_int(cell).map(Value::Int),
+        FieldType::Float32 => coerce_f32(cell).map(Value::Float),
+        FieldType::Bool => coerce_bool(cell).map(Value::Bool),
+        FieldType::String | FieldType::Text => coerce_string(cell).map(Value::Str),
+        FieldType::Vector => coerce_vector(cell, dim).map(Value::Vector),
+        FieldType::ListString => match cell {
+            Cell::StrList(v) => Ok(Value::StrList(v.clone())),
+            other => match json_of(other)? {
+                Some(j) => json_array(&j, "strings")?
+                    .into_iter()
+                    .map(|x| match x {
+                        serde_json::Value::String(s) => Ok(s),
+                        other => Err(format!("list element `{}` is not a string", short_json(&other))),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Value::StrList),
+                None => Err(format!("{} is not a list of strings", describe(other))),
+            },
+        },
+        FieldType::ListInt64 => match cell {
+            Cell::IntList(v) => Ok(Value::IntList(v.clone())),
+            other => match json_of(other)? {
+                Some(j) => json_array(&j, "integers")?
+                    .into_iter()
+                    .map(|x| match x.as_i64() {
+                        Some(i) => Ok(i),
+                        None => Err(format!("list element `{}` is not an int64", short_json(&x))),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Value::IntList),
+                None => Err(format!("{} is not a list of integers", describe(other))),
+            },
+        },
+        FieldType::SparseVector => match cell {
+            Cell::Sparse(v) => v
+                .iter()
+                .map(|(k, w)| finite_f32(*w).map(|w| (k.clone(), w)))
+                .collect::<Result<_, _>>()
+                .map(Value::Sparse),
+            other => match json_of(other)? {
+                Some(serde_json::Value::Object(m)) => m
+                    .into_iter()
+                    .map(|(k, w)| match w {
+                        serde_json::Value::Number(n) => finite_f32(n.as_f64().unwrap_or(f64::NAN)).map(|w| (k, w)),
+                        other => Err(format!(
+                            "sparse weight for `{k}` is `{}`, not a number",
+                            short_json(&other)
+                        )),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map(Value::Sparse),
+                Some(j) => Err(format!(
+                    "expected a JSON object token → weight, got `{}`",
+                    short_json(&j)
+                )),
+                None => Err(format!("{} is not a sparse vector", describe(other))),
+            },
+        },
+        FieldType::DateTime => {
+            let s = match cell {
+                Cell::Timestamp(s) => return Ok(Value::Str(s.clone())),
+                other => coerce_string(other)?,
+            };
+            if valid_date_time(&s) {
+                Ok(Value::Str(s))
+            } else {
+                Err(format!(
+                    "`{s}` is not an RFC 3339 date-time with a zone (e.g. 2025-08-12T11:33:56+08:00)"
+                ))
+            }
+        }
+        FieldType::GeoPoint => {
+            let s = coerce_string(cell)?;
+            let parsed = s
+                .split_once(',')
+                .and_then(|(lon, lat)| Some((lon.trim().parse::<f64>().ok()?, lat.trim().parse::<f64>().ok()?)));
+            match parsed {
+                Some((lon, lat)) if lon > -180.0 && lon < 180.0 && lat > -90.0 && lat < 90.0 => Ok(Value::Str(s)),
+                _ => Err(format!(
+                    "`{s}` is not \"longitude,latitude\" within (-180,180) and (-90,90)"
+                )),
+            }
+        }
+        FieldType::Image => {
+            let s = coerce_string(cell)?;
+            if s.starts_with("tos://") || s.starts_with("http://") || s.starts_with("https://") {
+                Ok(Value::Str(s))
+            } else {
+                Err(format!("`{s}` is not a tos:// or http(s):// image location"))
+            }
+        }
+    }
+}
+
+/// RFC 3339 at second or millisecond precision, or at minute precision (`2025-08-12T11:33+08:00`).
+pub fn valid_date_time(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
+        || chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M%:z").is_ok()
+        || s.strip_suffix('Z')
+            .is_some_and(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M").is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Position;
+
+    fn schema() -> Schema {
+        let mut fields = BTreeMap::new();
+        for (k, v) in [
+            ("id", "int64"),
+            ("name", "string"),
+            ("score", "float32"),
+            ("ok", "bool"),
+            ("vec", "vector"),
+            ("tags", "list<string>"),
+            ("nums", "list<int64>"),
+            ("sp", "sparse_vector"),
+            ("at", "date_time"),
+            ("geo", "geo_point"),
+            ("img", "image"),
+        ] {
+            fields.insert(k.to_string(), v.parse().expect("type"));
+        }
+        Schema::from_config(&CollectionConfig {
+            name: Some("c".into()),
+            resource_id: None,
+            alias: None,
+            primary_key: "id".into(),
+            vectorize: false,
+            dim: Some(4),
+            ignore_unknown_fields: false,
+            fields,
+        })
+    }
+
+    fn row(cells: &[(&str, Cell)]) -> RawRow {
+        RawRow {
+            row: 7,
+            cells: cells.iter().map(|(k, v)| (Arc::from(*k), v.clone())).collect(),
+            end: Position::Offset { byte: 0, rows: 7 },
+        }
+    }
+
+    fn mapping(op: Op) -> SourceMapping {
+        SourceMapping {
+            op: Some(op),
+            op_column: None,
+            ttl: 0,
+            ttl_column: None,
+            renames: BTreeMap::new(),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            file: 0,
+            row: 7,
+            seq: 0,
+        }
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    #[test]
+    fn csv_text_cells_coerce_to_every_type() {
+        let r = row(&[
+            ("id", text("9007199254740993")),
+            ("name", text("北京")),
+            ("score", text("0.1")),
+            ("ok", text("true")),
+            ("vec", text("[0.1, 0.2, 0.3, 4e-7]")),
+            ("tags", text(r#"["a","b"]"#)),
+            ("nums", text("[1, 9007199254740993]")),
+            ("sp", text(r#"{"tok": 0.5}"#)),
+            ("at", text("2025-08-12T11:33:56+08:00")),
+            ("geo", text("116.408108,39.915023")),
+            ("img", text("tos://bucket/a.jpg")),
+        ]);
+        let rec = schema().coerce(&r, &mapping(Op::Upsert), origin()).expect("valid");
+        assert_eq!(rec.key, PrimaryKey::Int(9007199254740993));
+        assert_eq!(
+            &*rec.json,
+            r#"{"id":9007199254740993,"name":"北京","score":0.1,"ok":true,"vec":[0.1,0.2,0.3,4e-7],"tags":["a","b"],"nums":[1,9007199254740993],"sp":{"tok":0.5},"at":"2025-08-12T11:33:56+08:00","geo":"116.408108,39.915023","img":"tos://bucket/a.jpg"}"#
+        );
+    }
+
+    #[test]
+    fn empty_cells_are_absent_fields() {
+        let r = row(&[("id", text("5")), ("name", Cell::Null), ("score", Cell::Null)]);
+        let rec = schema().coerce(&r, &mapping(Op::Update), origin()).expect("valid");
+        assert_eq!(&*rec.json, r#"{"id":5}"#);
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_every_reason() {
+        let s = schema();
+        let zero = s
+            .coerce(&row(&[("id", text("0"))]), &mapping(Op::Upsert), origin())
+            .expect_err("zero");
+        assert!(zero.reason.contains("is 0"), "{}", zero.reason);
+        let missing = s
+            .coerce(&row(&[("name", text("x"))]), &mapping(Op::Upsert), origin())
+            .expect_err("missing");
+        assert!(missing.reason.contains("missing"), "{}", missing.reason);
+        let r = row(&[
+            ("id", text("3")),
+            ("score", text("abc")),
+            ("vec", text("[1,2,3]")),
+            ("zzz", text("1")),
+        ]);
+        let e = s.coerce(&r, &mapping(Op::Upsert), origin()).expect_err("bad");
+        assert_eq!(e.key, Some(PrimaryKey::Int(3)));
+        assert!(
+            e.reason.contains("score") && e.reason.contains("3 dimensions") && e.reason.contains("zzz"),
+            "{}",
+            e.reason
+        );
+        let e = s
+            .coerce(
+                &row(&[("id", text("3")), ("geo", text("200,1"))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("geo");
+        assert!(e.reason.contains("longitude"));
+        let e = s
+            .coerce(
+                &row(&[("id", text("3")), ("ok", text("yes"))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("bool");
+        assert!(e.reason.contains("true or false"));
+    }
+
+    #[test]
+    fn deletes_need_only_the_key_and_op_column_is_read() {
+        let mut m = mapping(Op::Upsert);
+        m.op = None;
+        m.op_column = Some("op".into());
+        let r = row(&[("op", text("DELETE")), ("id", text("12")), ("score", text("junk"))]);
+        let rec = schema().coerce(&r, &m, origin()).expect("delete");
+        assert_eq!(rec.op, Op::Delete);
+        let bad = schema().coerce(&row(&[("op", text("merge")), ("id", text("1"))]), &m, origin());
+        assert!(bad.expect_err("bad op").reason.contains("merge"));
+    }
+
+    #[test]
+    fn f32_stays_f32_and_ttl_column_applies() {
+        let mut m = mapping(Op::Upsert);
+        m.ttl_column = Some("ttl".into());
+        let r = row(&[
+            ("id", Cell::Int(1)),
+            ("vec", Cell::F32List(vec![0.1, 0.2, 0.3, 0.4])),
+            ("ttl", Cell::Int(60)),
+        ]);
+        let rec = schema().coerce(&r, &m, origin()).expect("valid");
+        assert_eq!(rec.ttl, 60);
+        assert_eq!(&*rec.json, r#"{"id":1,"vec":[0.1,0.2,0.3,0.4]}"#);
+    }
+}

@@ -1,0 +1,283 @@
+//! JSONL reader: one JSON object per line, read line by line into a reused buffer.
+//!
+//! Owns: line splitting, skipping blank lines, turning an object's members into cells in member
+//! order (JSON null → `Cell::Null`, string → `Cell::Text`, anything else → `Cell::Json` with
+//! integers kept exact), and byte-offset positions in the decompressed stream.
+//! Never: reads more than one line (of at most `MAX_LINE` bytes) into memory, converts a JSON
+//! value to another type, or stops the file for a bad line: a line that is not a JSON object is a
+//! `ReadError::Row` carrying the line as text, and reading goes on.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use super::{ByteCounter, Cell, Compression, Names, Position, RawRow, ReadError, RowReader};
+
+/// The longest line accepted; a longer one is taken for a corrupt or mislabelled file.
+const MAX_LINE: usize = 256 * 1024 * 1024;
+
+pub(super) struct JsonlReader {
+    path: PathBuf,
+    compression: Compression,
+    reader: BufReader<Box<dyn Read + Send>>,
+    buf: Vec<u8>,
+    /// Offset in the decompressed stream just after the last line read.
+    offset: u64,
+    /// Data (non-blank) rows read so far, including those before the resume position.
+    rows: u64,
+    /// Physical line number of the last line read, when reading from the start.
+    line: Option<u64>,
+    names: Names,
+    counter: ByteCounter,
+    done: bool,
+}
+
+impl JsonlReader {
+    pub(super) fn open(path: &Path, compression: Compression, start: Option<(u64, u64)>) -> Result<Self, ReadError> {
+        let (byte, rows) = start.unwrap_or((0, 0));
+        let (stream, counter) = super::open_stream(path, compression, byte)?;
+        Ok(JsonlReader {
+            path: path.to_path_buf(),
+            compression,
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            buf: Vec::new(),
+            offset: byte,
+            rows,
+            line: if byte == 0 { Some(0) } else { None },
+            names: Names::default(),
+            counter,
+            done: false,
+        })
+    }
+
+    fn fail(&mut self, e: ReadError) -> Option<Result<RawRow, ReadError>> {
+        self.done = true;
+        Some(Err(e))
+    }
+}
+
+impl RowReader for JsonlReader {
+    fn next_row(&mut self) -> Option<Result<RawRow, ReadError>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            let read = (&mut self.reader)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.buf);
+            let n = match read {
+                Ok(0) => {
+                    self.done = true;
+                    return None;
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    let e = super::stream_error(&self.path, self.compression, &e);
+                    return self.fail(e);
+                }
+            };
+            if n > MAX_LINE {
+                let e = super::file_error(
+                    &self.path,
+                    format!(
+                        "a line after byte {} is longer than {MAX_LINE} bytes; is this JSONL?",
+                        self.offset
+                    ),
+                );
+                return self.fail(e);
+            }
+            let line_start = self.offset;
+            self.offset += n as u64;
+            if let Some(l) = self.line.as_mut() {
+                *l += 1;
+            }
+            let mut content: &[u8] = &self.buf;
+            if line_start == 0 {
+                content = content.strip_prefix(super::UTF8_BOM).unwrap_or(content);
+            }
+            if content.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.rows += 1;
+            let end = Position::Offset {
+                byte: self.offset,
+                rows: self.rows,
+            };
+            let problem = match serde_json::from_slice::<serde_json::Value>(content) {
+                Ok(serde_json::Value::Object(map)) => {
+                    let cells = map
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let cell = match v {
+                                serde_json::Value::Null => Cell::Null,
+                                serde_json::Value::String(s) => Cell::Text(s),
+                                other => Cell::Json(other),
+                            };
+                            (self.names.get(&k), cell)
+                        })
+                        .collect();
+                    return Some(Ok(RawRow {
+                        row: self.rows,
+                        cells,
+                        end,
+                    }));
+                }
+                Ok(other) => format!("expected a JSON object, found {}", kind(&other)),
+                Err(e) => format!("invalid JSON: {e}"),
+            };
+            let text = String::from_utf8_lossy(content);
+            let text = text.trim_end_matches(['\n', '\r']);
+            let message = match self.line {
+                Some(l) => format!("line {l}: {problem}"),
+                None => problem,
+            };
+            return Some(Err(ReadError::Row {
+                file: self.path.clone(),
+                row: self.rows,
+                end,
+                raw: serde_json::Value::String(text.to_string()),
+                message,
+            }));
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        self.counter.load(Ordering::Relaxed)
+    }
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tests::{read_all, write};
+    use super::super::{Cell, Position, ReadError, ReadOptions};
+
+    #[test]
+    fn members_become_cells_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "a.jsonl",
+            b"{\"z\":1,\"a\":\"text\",\"n\":null,\"v\":[0.5,1],\"o\":{\"k\":true},\"b\":false,\"f\":1.5}\n",
+        );
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        let r = rows[0].as_ref().unwrap();
+        let names: Vec<&str> = r.cells.iter().map(|(n, _)| &**n).collect();
+        assert_eq!(names, ["z", "a", "n", "v", "o", "b", "f"]);
+        assert_eq!(r.cells[0].1, Cell::Json(serde_json::json!(1)));
+        assert_eq!(r.cells[1].1, Cell::Text("text".into()));
+        assert_eq!(r.cells[2].1, Cell::Null);
+        assert_eq!(r.cells[3].1, Cell::Json(serde_json::json!([0.5, 1])));
+        assert_eq!(r.cells[4].1, Cell::Json(serde_json::json!({"k": true})));
+        assert_eq!(r.cells[5].1, Cell::Json(serde_json::json!(false)));
+        assert_eq!(r.cells[6].1, Cell::Json(serde_json::json!(1.5)));
+        assert_eq!(
+            r.end,
+            Position::Offset {
+                byte: std::fs::metadata(&p).unwrap().len(),
+                rows: 1
+            }
+        );
+    }
+
+    #[test]
+    fn big_integers_stay_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "a.jsonl",
+            b"{\"id\":9007199254740993,\"u\":18446744073709551615,\"n\":-9223372036854775808}\n",
+        );
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        let r = rows[0].as_ref().unwrap();
+        match &r.cells[0].1 {
+            Cell::Json(serde_json::Value::Number(n)) => {
+                assert_eq!(n.as_i64(), Some(9007199254740993))
+            }
+            other => panic!("{other:?}"),
+        }
+        match &r.cells[1].1 {
+            Cell::Json(serde_json::Value::Number(n)) => assert_eq!(n.as_u64(), Some(u64::MAX)),
+            other => panic!("{other:?}"),
+        }
+        match &r.cells[2].1 {
+            Cell::Json(serde_json::Value::Number(n)) => assert_eq!(n.as_i64(), Some(i64::MIN)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            r.to_json().to_string(),
+            "{\"id\":9007199254740993,\"u\":18446744073709551615,\"n\":-9223372036854775808}"
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_row_errors_and_blank_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "a.jsonl",
+            b"{\"a\":1}\n\n   \r\n{\"a\":\n[1,2]\n{\"a\":\"\xFF\"}\n{\"a\":2}\r\n{\"a\":3}",
+        );
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[0].as_ref().unwrap().row, 1);
+        match &rows[1] {
+            Err(ReadError::Row { row, raw, message, .. }) => {
+                assert_eq!(*row, 2);
+                assert_eq!(raw, &serde_json::json!("{\"a\":"));
+                assert!(message.starts_with("line 4: invalid JSON"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &rows[2] {
+            Err(ReadError::Row { row, raw, message, .. }) => {
+                assert_eq!(*row, 3);
+                assert_eq!(raw, &serde_json::json!("[1,2]"));
+                assert!(message.contains("found an array"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &rows[3] {
+            Err(ReadError::Row { row, raw, .. }) => {
+                assert_eq!(*row, 4);
+                assert_eq!(raw, &serde_json::json!("{\"a\":\"\u{FFFD}\"}"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let r = rows[4].as_ref().unwrap();
+        assert_eq!((r.row, &r.cells[0].1), (5, &Cell::Json(serde_json::json!(2))));
+        let r = rows[5].as_ref().unwrap();
+        assert_eq!((r.row, &r.cells[0].1), (6, &Cell::Json(serde_json::json!(3))));
+        assert_eq!(
+            r.end,
+            Position::Offset {
+                byte: std::fs::metadata(&p).unwrap().len(),
+                rows: 6
+            }
+        );
+    }
+
+    #[test]
+    fn column_names_are_shared_between_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "a.jsonl", b"\xEF\xBB\xBF{\"id\":1}\n{\"id\":2}\n");
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        let a = &rows[0].as_ref().unwrap().cells[0].0;
+        let b = &rows[1].as_ref().unwrap().cells[0].0;
+        assert_eq!(&**a, "id");
+        assert!(Arc::ptr_eq(a, b));
+    }
+}

@@ -1,0 +1,568 @@
+//! Source readers: turn data files (CSV, JSONL, Parquet; plain, gzip or zstd) into a stream of
+//! untyped rows, each with the position to resume from after it.
+//!
+//! Owns: file discovery (globs, sorted), format and compression detection, decoding, streaming
+//! with bounded memory, and positions (byte offsets for CSV/JSONL, row group + row for Parquet).
+//! Never: knows the collection's schema, coerces types, or decides whether a row is valid: a cell
+//! is handed on as it was read. A row that cannot be read is reported with its file and row number,
+//! never skipped and never a panic.
+//!
+//! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
+//! (globs), `detect` (extensions), `open` (dispatch), decompression and byte counting.
+//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each.
+
+// `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
+// position by value, by design (row errors are expected and cheap to hand on).
+#![allow(clippy::result_large_err)]
+
+mod csv_reader;
+mod jsonl_reader;
+mod parquet_reader;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One cell as read from the source, before schema coercion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// Absent: SQL/Parquet null, JSON null, or an empty CSV cell.
+    Null,
+    /// Raw text: every CSV cell, and Parquet/JSON strings.
+    Text(String),
+    /// A JSON value from a JSONL row (objects, arrays, numbers, bools; strings come as `Text`).
+    Json(serde_json::Value),
+    Int(i64),
+    Float(f64),
+    Float32(f32),
+    Bool(bool),
+    /// Parquet list<float32> / fixed_size_list<float32>.
+    F32List(Vec<f32>),
+    /// Parquet list<float64>.
+    F64List(Vec<f64>),
+    /// Parquet list<utf8>.
+    StrList(Vec<String>),
+    /// Parquet list<int8..int64>.
+    IntList(Vec<i64>),
+    /// Parquet map<utf8, float> or struct of floats: token → weight.
+    Sparse(Vec<(String, f64)>),
+    /// Parquet timestamp / date, already formatted as RFC 3339.
+    Timestamp(String),
+}
+
+/// Where to resume reading a file: the position just after a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Position {
+    /// Byte offset into the (decompressed) CSV or JSONL stream, plus the data rows before it.
+    Offset { byte: u64, rows: u64 },
+    /// Parquet: next row `row` of row group `row_group`; `rows` data rows before it in the file.
+    RowGroup { row_group: usize, row: u64, rows: u64 },
+}
+
+impl Position {
+    /// The number of data rows before this position.
+    pub fn rows(&self) -> u64 {
+        match self {
+            Position::Offset { rows, .. } | Position::RowGroup { rows, .. } => *rows,
+        }
+    }
+}
+
+/// One row read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    /// 1-based data row number within the file (CSV: records after the header; JSONL: non-blank
+    /// lines; Parquet: rows).
+    pub row: u64,
+    /// Column name → cell, in source column order. Names are shared between rows.
+    pub cells: Vec<(Arc<str>, Cell)>,
+    /// Where reading resumes after this row.
+    pub end: Position,
+}
+
+/// A failure to read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// One row is unreadable (bad CSV record, invalid UTF-8, bad JSON line): it goes to the
+    /// dead-letter file and reading continues after it.
+    #[error("{file}: row {row}: {message}")]
+    Row {
+        file: PathBuf,
+        row: u64,
+        end: Position,
+        /// The row as far as it could be recovered (lossy text for undecodable bytes).
+        raw: serde_json::Value,
+        message: String,
+    },
+    /// The file cannot be read any further (missing, truncated Parquet, corrupt gzip): the run stops.
+    #[error("{file}: {message}")]
+    File { file: PathBuf, message: String },
+}
+
+/// File format, from the extension (before any `.gz` / `.zst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+/// Stream compression, from the extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Reader options that come from the source's config.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// CSV field delimiter.
+    pub delimiter: u8,
+    /// Override of the format detected from the extension.
+    pub format: Option<Format>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            delimiter: b',',
+            format: None,
+        }
+    }
+}
+
+/// A stream of rows from one file. Runs on a blocking thread.
+pub trait RowReader: Send {
+    /// The next row, a row-level error (reading goes on), or a file-level error (the last item).
+    fn next_row(&mut self) -> Option<Result<RawRow, ReadError>>;
+    /// Bytes of the file consumed so far (compressed bytes for compressed files), for progress.
+    fn bytes_read(&self) -> u64;
+}
+
+impl Cell {
+    /// This cell as JSON, for dead-letter records. `f32` values keep their shortest decimal form
+    /// (`0.1f32` → `0.1`, never `0.10000000149011612`); NaN and ±infinity, which JSON cannot
+    /// hold, become the strings `"NaN"`, `"inf"` and `"-inf"`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Text(s) | Cell::Timestamp(s) => Value::String(s.clone()),
+            Cell::Json(v) => v.clone(),
+            Cell::Int(i) => Value::from(*i),
+            Cell::Float(f) => f64_json(*f),
+            Cell::Float32(f) => f32_json(*f),
+            Cell::Bool(b) => Value::Bool(*b),
+            Cell::F32List(v) => Value::Array(v.iter().map(|x| f32_json(*x)).collect()),
+            Cell::F64List(v) => Value::Array(v.iter().map(|x| f64_json(*x)).collect()),
+            Cell::StrList(v) => Value::Array(v.iter().map(|s| Value::String(s.clone())).collect()),
+            Cell::IntList(v) => Value::Array(v.iter().map(|i| Value::from(*i)).collect()),
+            Cell::Sparse(v) => Value::Object(v.iter().map(|(k, w)| (k.clone(), f64_json(*w))).collect()),
+        }
+    }
+}
+
+impl RawRow {
+    /// The row as a JSON object (column → value, in column order), for dead-letter records.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.cells
+                .iter()
+                .map(|(name, cell)| (name.to_string(), cell.to_json()))
+                .collect(),
+        )
+    }
+}
+
+/// An `f64` as JSON; non-finite values, which JSON cannot hold, as strings.
+pub(crate) fn f64_json(x: f64) -> serde_json::Value {
+    match serde_json::Number::from_f64(x) {
+        Some(n) => serde_json::Value::Number(n),
+        None => serde_json::Value::String(non_finite_name(x).to_string()),
+    }
+}
+
+/// An `f32` as JSON with its shortest decimal form (see [`f32_to_f64_shortest`]).
+pub(crate) fn f32_json(x: f32) -> serde_json::Value {
+    f64_json(f32_to_f64_shortest(x))
+}
+
+fn non_finite_name(x: f64) -> &'static str {
+    if x.is_nan() {
+        "NaN"
+    } else if x > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
+}
+
+/// Widen an `f32` to the `f64` nearest to its shortest decimal form, so that `0.1f32` becomes
+/// `0.1f64` (which prints as `0.1`) rather than `0.10000000149011612`. Narrowing the result back
+/// to `f32` gives the original value. Non-finite values are widened unchanged.
+pub fn f32_to_f64_shortest(x: f32) -> f64 {
+    use std::io::Write;
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    // Rust's float `Display` prints the shortest string that round-trips, without an exponent:
+    // at most 48 bytes for an f32 (the smallest subnormal, with a sign).
+    let mut buf = [0u8; 64];
+    let mut cursor = &mut buf[..];
+    if write!(cursor, "{x}").is_err() {
+        return f64::from(x);
+    }
+    let remaining = cursor.len();
+    let written = buf.len() - remaining;
+    std::str::from_utf8(&buf[..written])
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(f64::from(x))
+}
+
+/// Expand a source's `path` setting into the files it names, in sorted order.
+///
+/// `pattern` is a file path or a glob (`*`, `?`, `[..]`, `**`); a relative one is resolved against
+/// `base_dir` (the config file's directory); an existing file is taken literally even if its
+/// name contains glob characters. A glob that matches no file, or a plain path that
+/// does not exist or is not a regular file, is an error. Globs match regular files only, and
+/// wildcards skip hidden names (a leading `.` must be written out), so `*.csv` does not pick up
+/// an editor's or uploader's `.part.csv` temporary.
+pub fn expand(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    let as_path = Path::new(pattern);
+    let full = if as_path.is_absolute() {
+        as_path.to_path_buf()
+    } else {
+        base_dir.join(as_path)
+    };
+    // A file whose name happens to contain glob characters is taken literally.
+    if !pattern.contains(['*', '?', '[']) || full.is_file() {
+        return match std::fs::metadata(&full) {
+            Ok(m) if m.is_file() => Ok(vec![full]),
+            Ok(_) => Err(ReadError::File {
+                file: full,
+                message: "not a regular file".into(),
+            }),
+            Err(e) => Err(ReadError::File {
+                file: full,
+                message: format!("cannot open: {e}"),
+            }),
+        };
+    }
+    let full_pattern = if as_path.is_absolute() {
+        pattern.to_string()
+    } else {
+        let Some(base) = base_dir.to_str() else {
+            return Err(ReadError::File {
+                file: base_dir.to_path_buf(),
+                message: format!("directory name is not valid UTF-8, cannot expand glob {pattern:?}"),
+            });
+        };
+        let escaped = glob::Pattern::escape(base);
+        match Path::new(&escaped).join(pattern).to_str() {
+            Some(s) => s.to_string(),
+            None => pattern.to_string(),
+        }
+    };
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: true,
+    };
+    let paths = glob::glob_with(&full_pattern, options).map_err(|e| ReadError::File {
+        file: PathBuf::from(pattern),
+        message: format!("invalid glob pattern: {e}"),
+    })?;
+    let mut files = Vec::new();
+    for entry in paths {
+        match entry {
+            Ok(p) => {
+                if p.is_file() {
+                    files.push(p);
+                }
+            }
+            Err(e) => {
+                return Err(ReadError::File {
+                    file: e.path().to_path_buf(),
+                    message: format!("cannot read while expanding {pattern:?}: {}", e.error()),
+                });
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(ReadError::File {
+            file: PathBuf::from(pattern),
+            message: format!("the pattern matches no files (looked for {full_pattern})"),
+        });
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+const SUPPORTED_EXTENSIONS: &str = ".csv, .tsv, .jsonl, .ndjson, .json (one object per line), \
+     .parquet or .pq, optionally followed by .gz, .zst or .zstd (not for Parquet)";
+
+/// The format and compression of a file, from its extension (case-insensitive):
+/// `.csv`/`.tsv` → CSV, `.jsonl`/`.ndjson`/`.json` → JSONL, `.parquet`/`.pq` → Parquet, each
+/// optionally followed by `.gz` (gzip) or `.zst`/`.zstd` (zstd). `override_format` replaces the
+/// format from the extension (the compression suffix still counts). Compressed Parquet is an
+/// error: Parquet compresses its pages itself and needs random access.
+pub fn detect(path: &Path, override_format: Option<Format>) -> Result<(Format, Compression), ReadError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let (stem, compression) = split_compression(&name);
+    let format = match override_format {
+        Some(f) => f,
+        None => match extension(stem) {
+            Some("csv" | "tsv") => Format::Csv,
+            Some("jsonl" | "ndjson" | "json") => Format::Jsonl,
+            Some("parquet" | "pq") => Format::Parquet,
+            _ => {
+                return Err(ReadError::File {
+                    file: path.to_path_buf(),
+                    message: format!(
+                        "unknown file type; supported extensions: {SUPPORTED_EXTENSIONS}; \
+                         or set the source's format"
+                    ),
+                });
+            }
+        },
+    };
+    if format == Format::Parquet && compression != Compression::None {
+        return Err(ReadError::File {
+            file: path.to_path_buf(),
+            message: "compressed Parquet is not supported: Parquet compresses its pages itself \
+                      and must be read with random access; decompress the file first"
+                .into(),
+        });
+    }
+    Ok((format, compression))
+}
+
+fn split_compression(name: &str) -> (&str, Compression) {
+    match extension(name) {
+        Some("gz") => (&name[..name.len() - 3], Compression::Gzip),
+        Some("zst") => (&name[..name.len() - 4], Compression::Zstd),
+        Some("zstd") => (&name[..name.len() - 5], Compression::Zstd),
+        _ => (name, Compression::None),
+    }
+}
+
+fn extension(name: &str) -> Option<&str> {
+    name.rsplit_once('.').map(|(_, ext)| ext)
+}
+
+/// Whether a CSV file is tab-separated by name (`.tsv`, `.tsv.gz`, ...).
+fn is_tsv(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    extension(split_compression(&name).0) == Some("tsv")
+}
+
+/// Open a file for reading, from the start (`start = None`) or from a position returned in an
+/// earlier row's `end` (then exactly the rows after that position are read).
+///
+/// CSV and JSONL positions are byte offsets into the decompressed stream: plain files seek to
+/// them, compressed files are decompressed and the bytes before them skipped. Parquet positions
+/// select the row group and the row within it. A position past the end of the file, or of the
+/// wrong kind for the format, is a `ReadError::File`: the file was truncated or replaced.
+///
+/// For CSV the delimiter is `opts.delimiter`, except that a `.tsv` file with the default `,`
+/// uses a tab.
+pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<Box<dyn RowReader>, ReadError> {
+    let (format, compression) = detect(path, opts.format)?;
+    let wrong_kind = |expected: &str| ReadError::File {
+        file: path.to_path_buf(),
+        message: format!(
+            "the checkpoint position {start:?} does not fit a {format:?} file (expected {expected}); \
+             was the file replaced by one of another format?"
+        ),
+    };
+    match format {
+        Format::Csv | Format::Jsonl => {
+            let start = match start {
+                None => None,
+                Some(Position::Offset { byte, rows }) => Some((byte, rows)),
+                Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
+            };
+            if format == Format::Csv {
+                let delimiter = if opts.delimiter == b',' && is_tsv(path) {
+                    b'\t'
+                } else {
+                    opts.delimiter
+                };
+                Ok(Box::new(csv_reader::CsvReader::open(
+                    path,
+                    compression,
+                    delimiter,
+                    start,
+                )?))
+            } else {
+                Ok(Box::new(jsonl_reader::JsonlReader::open(path, compression, start)?))
+            }
+        }
+        Format::Parquet => {
+            let start = match start {
+                None => None,
+                Some(Position::RowGroup { row_group, row, rows }) => Some((row_group, row, rows)),
+                Some(Position::Offset { .. }) => return Err(wrong_kind("a row group position")),
+            };
+            Ok(Box::new(parquet_reader::ParquetReader::open(path, start)?))
+        }
+    }
+}
+
+/// Bytes of the raw (possibly compressed) file consumed so far, shared with the reader that
+/// counts them.
+type ByteCounter = Arc<AtomicU64>;
+
+/// Counts the bytes read from the raw file.
+struct Counting<R> {
+    inner: R,
+    count: ByteCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A decompressed byte stream positioned `skip` bytes into the decompressed data, and the
+/// counter of raw bytes consumed.
+fn open_stream(
+    path: &Path,
+    compression: Compression,
+    skip: u64,
+) -> Result<(Box<dyn Read + Send>, ByteCounter), ReadError> {
+    let mut file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let count: ByteCounter = Arc::new(AtomicU64::new(0));
+    if compression == Compression::None {
+        if skip > 0 {
+            let len = file
+                .metadata()
+                .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
+                .len();
+            if len < skip {
+                return Err(past_end(path, skip, len));
+            }
+            file.seek(SeekFrom::Start(skip))
+                .map_err(|e| file_error(path, format!("cannot seek: {e}")))?;
+            count.store(skip, Ordering::Relaxed);
+        }
+        return Ok((
+            Box::new(Counting {
+                inner: file,
+                count: count.clone(),
+            }),
+            count,
+        ));
+    }
+    let raw = Counting {
+        inner: file,
+        count: count.clone(),
+    };
+    let mut stream: Box<dyn Read + Send> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        _ => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| stream_error(path, compression, &e))?),
+    };
+    if skip > 0 {
+        let skipped = io::copy(&mut (&mut stream).take(skip), &mut io::sink())
+            .map_err(|e| stream_error(path, compression, &e))?;
+        if skipped < skip {
+            return Err(past_end(path, skip, skipped));
+        }
+    }
+    Ok((stream, count))
+}
+
+fn file_error(path: &Path, message: String) -> ReadError {
+    ReadError::File {
+        file: path.to_path_buf(),
+        message,
+    }
+}
+
+fn past_end(path: &Path, offset: u64, len: u64) -> ReadError {
+    file_error(
+        path,
+        format!(
+            "cannot resume at byte {offset}: the (decompressed) file has only {len} bytes; \
+             was it truncated or replaced?"
+        ),
+    )
+}
+
+/// A read error in the (decompressed) stream: fatal for the file.
+fn stream_error(path: &Path, compression: Compression, e: &io::Error) -> ReadError {
+    let message = match compression {
+        Compression::None => format!("read error: {e}"),
+        Compression::Gzip => format!("cannot read the gzip stream (corrupt or truncated?): {e}"),
+        Compression::Zstd => format!("cannot read the zstd stream (corrupt or truncated?): {e}"),
+    };
+    file_error(path, message)
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Drop a UTF-8 byte order mark from the start of `stream`; returns the stream and the number
+/// of bytes dropped (0 or 3).
+fn strip_bom(
+    path: &Path,
+    compression: Compression,
+    mut stream: Box<dyn Read + Send>,
+) -> Result<(Box<dyn Read + Send>, u64), ReadError> {
+    let mut head = [0u8; 3];
+    let mut got = 0;
+    while got < head.len() {
+        match stream.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(stream_error(path, compression, &e)),
+        }
+    }
+    if &head[..got] == UTF8_BOM {
+        Ok((stream, 3))
+    } else {
+        Ok((Box::new(io::Cursor::new(head[..got].to_vec()).chain(stream)), 0))
+    }
+}
+
+/// Interns column names so that rows share them; bounded so that files with ever-new keys
+/// cannot grow it without limit.
+#[derive(Default)]
+struct Names {
+    known: std::collections::HashSet<Arc<str>>,
+}
+
+impl Names {
+    const MAX: usize = 4096;
+
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.known.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.known.len() < Self::MAX {
+            self.known.insert(n.clone());
+        }
+        n
+    }
+}

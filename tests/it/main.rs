@@ -1,0 +1,7 @@
+//! Integration tests: the real `vikingsync` binary against the emulator over loopback HTTP.
+//! One test binary (modules below) so the dependency graph links once.
+
+mod cli;
+mod demo;
+mod harness;
+mod matrix;
