@@ -166,7 +166,7 @@ mod tests {
         t.advance(&mut dl).expect("advance");
         assert_eq!(t.files[0].watermark, Some(pos(4)));
         assert!(
-            dl.len() > 0,
+            !dl.is_empty(),
             "the rejected row was written when the watermark passed it"
         );
         t.applied(&origin(4));

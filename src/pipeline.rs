@@ -32,7 +32,7 @@ pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{0}")]
-    Source(#[from] ReadError),
+    Source(Box<ReadError>),
     #[error("{0}")]
     Send(#[from] SendError),
     #[error("{rejected} rows were rejected, more than max_rejected_rows = {limit}; see {dead_letter}")]
@@ -45,6 +45,12 @@ pub enum RunError {
     State { dir: PathBuf, source: std::io::Error },
     #[error("cannot start the emulator: {0}")]
     Emulator(String),
+}
+
+impl From<ReadError> for RunError {
+    fn from(e: ReadError) -> Self {
+        RunError::Source(Box::new(e))
+    }
 }
 
 impl RunError {
@@ -82,7 +88,7 @@ pub struct SourceFile {
 }
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
-pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), ReadError> {
+pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), RunError> {
     let mut files = Vec::new();
     let mut mappings = Vec::new();
     for (i, s) in config.sources.iter().enumerate() {
@@ -307,7 +313,7 @@ async fn run_inner(
     emulator_slot: &mut Option<LocalEmulator>,
 ) -> Result<Unfinished, (Unfinished, RunError)> {
     let early = |e: RunError| (0, e);
-    let (files, mappings) = source_files(config).map_err(|e| early(e.into()))?;
+    let (files, mappings) = source_files(config).map_err(early)?;
     let (endpoint, credentials) = if config.target.emulator {
         let local = start_local_emulator(config).await.map_err(early)?;
         let pair = (local.handle.endpoint(), local.credentials.clone());
@@ -356,7 +362,7 @@ async fn run_inner(
     let reader = std::thread::Builder::new()
         .name("vikingsync-reader".into())
         .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
-        .map_err(|e| state_err(e))?;
+        .map_err(state_err)?;
 
     let mut coordinator = Coordinator {
         files,

@@ -157,7 +157,7 @@ async fn validate_reports_bad_rows_and_sends_nothing() {
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
     std::fs::write(
         dir.path().join("a.csv"),
-        "id,score,vec\nk1,1.5,\"[1,2,3,4]\"\n0,2,\nk3,abc,\nk4,1,\"[1,2]\"\n",
+        "id,score,vec\nk1,1.5,\"[1,2,3,4]\"\n,2,\nk3,abc,\nk4,1,\"[1,2]\"\n",
     )
     .expect("write");
     write_cfg(

@@ -116,7 +116,9 @@ pub fn delete_row(id: String) -> Row {
 /// The final state the rows imply, in order, and the (file, row) of every row that must end in
 /// the dead-letter file: bad rows, and updates of a key that does not exist at that point (the
 /// server refuses them: V1 1000011, and the emulator's default for V2).
-pub fn model(files: &[(&str, &[Row])]) -> (BTreeMap<String, Map<String, Value>>, BTreeSet<(String, u64)>) {
+pub type State = BTreeMap<String, Map<String, Value>>;
+
+pub fn model(files: &[(&str, &[Row])]) -> (State, BTreeSet<(String, u64)>) {
     let mut state: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut dead = BTreeSet::new();
     for (file, rows) in files {
@@ -379,7 +381,7 @@ fn bad_row(rng: &mut Lcg, op: &str, fmt: Fmt, i: usize) -> Row {
             r.id = String::new();
             r.bad = Some("missing key");
         }
-        (Fmt::Parquet, 1) | (_, 3) if op == "upsert" => {
+        (_, 3) | (Fmt::Parquet, 1) if op == "upsert" => {
             r.vec = Some(vec![1.0; DIM + 1]);
             r.bad = Some("vector dimension");
         }
@@ -387,12 +389,16 @@ fn bad_row(rng: &mut Lcg, op: &str, fmt: Fmt, i: usize) -> Row {
             r.id = String::new();
             r.bad = Some("missing key");
         }
+        (Fmt::Jsonl, 2) => {
+            r.bad = Some("unknown field");
+        }
         (_, 1) => {
             r.score_raw = Some("not-a-number".into());
             r.bad = Some("wrong type");
         }
         _ => {
-            r.bad = Some("unknown field");
+            r.score_raw = Some("NaN".into());
+            r.bad = Some("wrong type");
         }
     }
     r
@@ -502,11 +508,10 @@ pub async fn run_binary(dir: &Path, args: &[&str]) -> Output {
         .env("VIKINGDB_SK", SK)
         .env_remove("VIKINGDB_API_KEY")
         .env("NO_COLOR", "1");
-    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
         .await
         .expect("the binary finishes within 120 s")
-        .expect("the binary runs");
-    out
+        .expect("the binary runs")
 }
 
 pub fn text(out: &Output) -> String {
