@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+
 use crate::deadletter::{DeadLetter, Entry};
 use crate::record::Origin;
 use crate::source::Position;
@@ -48,16 +49,20 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(file_count: usize, start: impl Fn(usize) -> Option<Position>) -> Tracker {
+    /// `start(i)` gives file `i`'s committed position and its applied and rejected counts so far.
+    pub fn new(file_count: usize, start: impl Fn(usize) -> (Option<Position>, u64, u64)) -> Tracker {
         Tracker {
             files: (0..file_count)
-                .map(|i| FileProgress {
-                    base_seq: None,
-                    slots: VecDeque::new(),
-                    watermark: start(i),
-                    read_to_end: false,
-                    applied: 0,
-                    rejected: 0,
+                .map(|i| {
+                    let (watermark, applied, rejected) = start(i);
+                    FileProgress {
+                        base_seq: None,
+                        slots: VecDeque::new(),
+                        watermark,
+                        read_to_end: false,
+                        applied,
+                        rejected,
+                    }
                 })
                 .collect(),
         }
@@ -141,7 +146,7 @@ mod tests {
     fn watermark_is_the_longest_acknowledged_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut dl = DeadLetter::open(dir.path(), 0).expect("dl");
-        let mut t = Tracker::new(1, |_| None);
+        let mut t = Tracker::new(1, |_| (None, 0, 0));
         for s in 0..5 {
             t.read(&origin(s), pos(s + 1));
         }
@@ -174,5 +179,364 @@ mod tests {
         t.advance(&mut dl).expect("advance");
         assert!(t.files[0].done());
         assert_eq!(t.pending(), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checkpoint file.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The checkpoint format version this build writes and reads.
+pub const VERSION: u32 = 1;
+const SLOTS: [&str; 2] = ["checkpoint-a.json", "checkpoint-b.json"];
+const LOCK_FILE: &str = "lock";
+const HEAD_BYTES: u64 = 64 * 1024;
+const TAIL_BYTES: u64 = 4096;
+
+/// A checkpoint problem, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(
+        "state directory {dir} is in use by another vikingsync process{holder}; two runs must never share it \
+         (use a separate [state] dir per run)"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error(
+        "no readable checkpoint in {dir}: {details}. Refusing to start from zero or skip rows; restore a \
+         checkpoint file or remove the state directory to start over"
+    )]
+    Unreadable { dir: PathBuf, details: String },
+    #[error(
+        "{file} changed since its checkpoint ({why}); with [state] on_change = \"error\" the run stops. Set \
+         on_change = \"reprocess\" to read it again from the start"
+    )]
+    Changed { file: PathBuf, why: String },
+    #[error("state directory {dir}: {source}")]
+    Io { dir: PathBuf, source: std::io::Error },
+}
+
+/// What identifies a file's content: its size, and hashes of its first and last blocks.
+/// It survives a rename, notices a rewrite, and recognises a file that only grew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    /// Seconds since the epoch; informational only (a touch without a change is not a change).
+    pub modified: Option<u64>,
+    pub head_len: u64,
+    pub head_sha256: String,
+    pub tail_len: u64,
+    pub tail_sha256: String,
+}
+
+fn hash_range(file: &mut File, start: u64, len: u64) -> std::io::Result<String> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact(&mut buf)?;
+    Ok(hex::encode(Sha256::digest(&buf)))
+}
+
+impl Fingerprint {
+    pub fn of(path: &Path) -> std::io::Result<Fingerprint> {
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        let size = meta.len();
+        let head_len = size.min(HEAD_BYTES);
+        let tail_len = size.min(TAIL_BYTES);
+        Ok(Fingerprint {
+            size,
+            modified: meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            head_len,
+            head_sha256: hash_range(&mut file, 0, head_len)?,
+            tail_len,
+            tail_sha256: hash_range(&mut file, size - tail_len, tail_len)?,
+        })
+    }
+}
+
+/// How a file stands against its checkpoint entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Same content as when checkpointed.
+    Unchanged,
+    /// The checkpointed content is still its prefix, and more was appended.
+    Grew,
+    /// Different content under this name.
+    Changed(String),
+}
+
+/// Compares the file at `path` with what `old` recorded. `appendable` is false for Parquet, whose
+/// footer moves when it is rewritten, so growth there is a change.
+pub fn standing(path: &Path, old: &Fingerprint, appendable: bool) -> std::io::Result<Standing> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size < old.size {
+        return Ok(Standing::Changed(format!("it shrank from {} to {size} bytes", old.size)));
+    }
+    if hash_range(&mut file, 0, old.head_len)? != old.head_sha256 {
+        return Ok(Standing::Changed("its first bytes differ".into()));
+    }
+    if hash_range(&mut file, old.size - old.tail_len, old.tail_len)? != old.tail_sha256 {
+        return Ok(Standing::Changed("the bytes before its old end differ".into()));
+    }
+    if size == old.size {
+        Ok(Standing::Unchanged)
+    } else if appendable {
+        Ok(Standing::Grew)
+    } else {
+        Ok(Standing::Changed(format!("it grew from {} to {size} bytes and cannot be appended to", old.size)))
+    }
+}
+
+/// One source file's committed progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheckpoint {
+    pub path: PathBuf,
+    pub fingerprint: Fingerprint,
+    /// Every row before this position is applied or dead-lettered. `None`: nothing yet.
+    pub position: Option<Position>,
+    pub done: bool,
+    pub applied: u64,
+    pub rejected: u64,
+}
+
+/// The whole committed state of a state directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// Increases with every commit; the newer of the two slots wins.
+    pub seq: u64,
+    /// RFC 3339.
+    pub committed_at: String,
+    /// Bytes of `dead-letter.jsonl` that belong to rows before the positions below.
+    pub dead_letter_len: u64,
+    pub files: Vec<FileCheckpoint>,
+    /// SHA-256 of this JSON with `checksum` empty.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+impl Checkpoint {
+    fn compute_checksum(&self) -> String {
+        let mut copy = self.clone();
+        copy.checksum = String::new();
+        let bytes = serde_json::to_vec(&copy).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    /// Finds the entry for `path`, or for a renamed file with the same fingerprint.
+    pub fn entry_for(&self, path: &Path, fp: &Fingerprint, taken: &[bool]) -> Option<usize> {
+        self.files.iter().position(|f| f.path == path).or_else(|| {
+            self.files
+                .iter()
+                .enumerate()
+                .position(|(i, f)| !taken[i] && &f.fingerprint == fp && !f.path.exists())
+        })
+    }
+}
+
+fn parse_slot(path: &Path) -> Result<Option<Checkpoint>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a checkpoint ({e})", path.display()))?;
+    if cp.version != VERSION {
+        return Err(format!(
+            "{}: format version {} (this vikingsync reads {VERSION})",
+            path.display(),
+            cp.version
+        ));
+    }
+    if cp.checksum != cp.compute_checksum() {
+        return Err(format!("{}: checksum mismatch (torn or edited)", path.display()));
+    }
+    Ok(Some(cp))
+}
+
+/// Loads the newest valid checkpoint of `dir`. A corrupt slot falls back to the other; if slots
+/// exist but none is valid, that is an error, never a silent start from zero.
+pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    let mut good: Vec<Checkpoint> = Vec::new();
+    let mut bad: Vec<String> = Vec::new();
+    for slot in SLOTS {
+        match parse_slot(&dir.join(slot)) {
+            Ok(Some(cp)) => good.push(cp),
+            Ok(None) => {}
+            Err(e) => bad.push(e),
+        }
+    }
+    match good.into_iter().max_by_key(|c| c.seq) {
+        Some(cp) => {
+            for b in &bad {
+                tracing::warn!(problem = %b, seq = cp.seq, "a checkpoint slot is unreadable; using the other copy");
+            }
+            Ok(Some(cp))
+        }
+        None if bad.is_empty() => Ok(None),
+        None => Err(CheckpointError::Unreadable {
+            dir: dir.to_path_buf(),
+            details: bad.join("; "),
+        }),
+    }
+}
+
+/// The state directory, locked for this process.
+pub struct Store {
+    dir: PathBuf,
+    _lock: File,
+    seq: u64,
+}
+
+impl Store {
+    /// Locks `dir` (creating it) and loads its checkpoint. The lock is an advisory `flock`, released
+    /// by the kernel when the process dies, so a killed run never blocks the next one.
+    pub fn open(dir: &Path) -> Result<(Store, Option<Checkpoint>), CheckpointError> {
+        let io = |source| CheckpointError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = lock.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(CheckpointError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        lock.set_len(0).map_err(io)?;
+        lock.seek(SeekFrom::Start(0)).map_err(io)?;
+        let _ = write!(lock, "{}", std::process::id());
+        let cp = load(dir)?;
+        let seq = cp.as_ref().map_or(0, |c| c.seq);
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+                _lock: lock,
+                seq,
+            },
+            cp,
+        ))
+    }
+
+    /// Writes `cp` crash-safely (temp file, fsync, rename, fsync of the directory) into the older
+    /// of the two slots, so the previous commit survives a torn write.
+    pub fn commit(&mut self, cp: &mut Checkpoint) -> Result<(), CheckpointError> {
+        self.seq += 1;
+        cp.version = VERSION;
+        cp.seq = self.seq;
+        cp.committed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        cp.checksum = String::new();
+        cp.checksum = cp.compute_checksum();
+        let bytes = serde_json::to_vec_pretty(cp).map_err(|e| CheckpointError::Io {
+            dir: self.dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let slot = self.dir.join(SLOTS[(self.seq % 2) as usize]);
+        let io = |source| CheckpointError::Io {
+            dir: self.dir.clone(),
+            source,
+        };
+        let mut file = atomic_write_file::AtomicWriteFile::open(&slot).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.commit().map_err(io)?;
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+
+    fn sample(dl: u64) -> Checkpoint {
+        Checkpoint {
+            version: VERSION,
+            seq: 0,
+            committed_at: String::new(),
+            dead_letter_len: dl,
+            files: vec![],
+            checksum: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_torn_newest_slot_falls_back_to_the_previous_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (mut store, cp) = Store::open(dir.path()).expect("open");
+            assert!(cp.is_none());
+            store.commit(&mut sample(10)).expect("commit 1");
+            store.commit(&mut sample(20)).expect("commit 2");
+        }
+        assert_eq!(load(dir.path()).expect("load").expect("some").dead_letter_len, 20);
+        // Tear the newest slot (seq 2 → slot index 0) half-way.
+        let newest = dir.path().join(SLOTS[0]);
+        let bytes = std::fs::read(&newest).expect("read");
+        std::fs::write(&newest, &bytes[..bytes.len() / 2]).expect("tear");
+        let cp = load(dir.path()).expect("falls back").expect("some");
+        assert_eq!((cp.seq, cp.dead_letter_len), (1, 10));
+        // A checksum mismatch (an edit or bit rot) is caught too.
+        let other = dir.path().join(SLOTS[1]);
+        let text = std::fs::read_to_string(&other).expect("read").replace("\"dead_letter_len\": 10", "\"dead_letter_len\": 11");
+        std::fs::write(&other, text).expect("edit");
+        let err = load(dir.path()).expect_err("both bad");
+        assert!(err.to_string().contains("Refusing to start from zero"), "{err}");
+        // The next commit after a fall-back goes on from the good sequence number.
+        std::fs::remove_file(&newest).expect("rm");
+        std::fs::remove_file(&other).expect("rm");
+        assert!(load(dir.path()).expect("empty").is_none());
+    }
+
+    #[test]
+    fn the_lock_keeps_a_second_process_out_and_dies_with_its_holder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = Store::open(dir.path()).expect("open");
+        let err = Store::open(dir.path()).err().expect("second open refused");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(store);
+        Store::open(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn fingerprints_tell_growth_from_rewrites() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "id\n1\n2\n").expect("write");
+        let fp = Fingerprint::of(&p).expect("fp");
+        assert_eq!(standing(&p, &fp, true).expect("s"), Standing::Unchanged);
+        std::fs::write(&p, "id\n1\n2\n3\n").expect("append");
+        assert_eq!(standing(&p, &fp, true).expect("s"), Standing::Grew);
+        assert!(matches!(standing(&p, &fp, false).expect("s"), Standing::Changed(_)));
+        std::fs::write(&p, "id\n1\n9\n3\n").expect("rewrite");
+        assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
+        std::fs::write(&p, "id\n1\n").expect("shrink");
+        assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
     }
 }

@@ -15,16 +15,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::batch::{Batch, Batcher};
-use crate::checkpoint::Tracker;
+use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, Standing, Store, Tracker};
 use crate::client::{BatchResult, Locator, SendError, Sender, Target};
-use crate::config::{Config, ConfigError, Credentials, Secret};
+use crate::config::{Config, ConfigError, Credentials, OnChange, Secret};
 use crate::deadletter::{DeadLetter, Entry};
 use crate::emulator;
 use crate::limit::RowLimiter;
 use crate::record::{Origin, Record};
 use crate::report::{Progress, Stats, Summary};
 use crate::schema::{Schema, SourceMapping};
-use crate::source::{self, Position, RawRow, ReadError, ReadOptions};
+use crate::source::{self, Format, Position, RawRow, ReadError, ReadOptions};
 
 /// Why a run stopped early. Each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,10 @@ pub enum RunError {
     State { dir: PathBuf, source: std::io::Error },
     #[error("cannot start the emulator: {0}")]
     Emulator(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("stopped by a signal; progress is checkpointed, run the same command again to continue")]
+    Interrupted,
 }
 
 impl From<ReadError> for RunError {
@@ -85,6 +89,10 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub mapping: usize,
     pub options: ReadOptions,
+    /// Where to start reading (from the checkpoint); `None` = the beginning.
+    pub start: Option<Position>,
+    /// Already done according to the checkpoint: not read at all.
+    pub skip: bool,
 }
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
@@ -105,6 +113,8 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
                 path,
                 mapping: i,
                 options,
+                start: None,
+                skip: false,
             });
         }
     }
@@ -140,7 +150,13 @@ fn read_all(
     let mut seq = 0u64;
     for (index, file) in files.iter().enumerate() {
         let name = file.path.display().to_string();
-        let mut reader = match source::open(&file.path, &file.options, None) {
+        if file.skip {
+            if tx.blocking_send(Item::FileEnd(index)).is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut reader = match source::open(&file.path, &file.options, file.start) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.blocking_send(Item::Failed(e));
@@ -306,6 +322,103 @@ pub async fn run(config: Config, options: RunOptions) -> RunReport {
 
 type Unfinished = u64;
 
+/// One file's standing against the checkpoint: where to start, and what is already counted.
+struct Plan {
+    fingerprint: Fingerprint,
+    canonical: PathBuf,
+    applied: u64,
+    rejected: u64,
+}
+
+/// Matches each file with its checkpoint entry (by path, or by fingerprint after a rename) and
+/// decides where it starts. Entries of files not in this run are carried over unchanged.
+fn plan_files(
+    files: &mut [SourceFile],
+    previous: Option<&Checkpoint>,
+    on_change: OnChange,
+) -> Result<(Vec<Plan>, Vec<FileCheckpoint>), RunError> {
+    let mut plans = Vec::with_capacity(files.len());
+    let mut taken = vec![false; previous.map_or(0, |c| c.files.len())];
+    for file in files.iter_mut() {
+        let io = |e: std::io::Error| {
+            RunError::from(ReadError::File {
+                file: file.path.clone(),
+                message: format!("cannot read: {e}"),
+            })
+        };
+        let canonical = std::fs::canonicalize(&file.path).map_err(io)?;
+        let fingerprint = Fingerprint::of(&canonical).map_err(io)?;
+        let mut plan = Plan {
+            fingerprint: fingerprint.clone(),
+            canonical: canonical.clone(),
+            applied: 0,
+            rejected: 0,
+        };
+        let entry = previous.and_then(|cp| cp.entry_for(&canonical, &fingerprint, &taken).map(|i| (i, &cp.files[i])));
+        if let Some((i, entry)) = entry {
+            taken[i] = true;
+            let appendable = !matches!(source::detect(&file.path, file.options.format), Ok((Format::Parquet, _)));
+            match crate::checkpoint::standing(&canonical, &entry.fingerprint, appendable).map_err(io)? {
+                Standing::Unchanged => {
+                    file.start = entry.position;
+                    file.skip = entry.done;
+                    plan.applied = entry.applied;
+                    plan.rejected = entry.rejected;
+                }
+                Standing::Grew => {
+                    tracing::info!(file = %file.path.display(), "the file grew since its checkpoint; continuing from its position");
+                    file.start = entry.position;
+                    plan.applied = entry.applied;
+                    plan.rejected = entry.rejected;
+                }
+                Standing::Changed(why) => match on_change {
+                    OnChange::Error => {
+                        return Err(CheckpointError::Changed {
+                            file: file.path.clone(),
+                            why,
+                        }
+                        .into());
+                    }
+                    OnChange::Reprocess => {
+                        tracing::warn!(file = %file.path.display(), %why, "the file changed since its checkpoint; reading it again from the start");
+                    }
+                },
+            }
+            if entry.path != canonical {
+                tracing::info!(from = %entry.path.display(), to = %canonical.display(), "a checkpointed file was renamed");
+            }
+        }
+        plans.push(plan);
+    }
+    let carried = previous
+        .map(|cp| cp.files.iter().zip(&taken).filter(|(_, t)| !**t).map(|(f, _)| f.clone()).collect())
+        .unwrap_or_default();
+    Ok((plans, carried))
+}
+
+/// Stops the run gracefully on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn run_inner(
     config: &Config,
     options: &RunOptions,
@@ -313,7 +426,15 @@ async fn run_inner(
     emulator_slot: &mut Option<LocalEmulator>,
 ) -> Result<Unfinished, (Unfinished, RunError)> {
     let early = |e: RunError| (0, e);
-    let (files, mappings) = source_files(config).map_err(early)?;
+    let (mut store, previous) = Store::open(&config.state.dir).map_err(|e| early(e.into()))?;
+    let (mut files, mappings) = source_files(config).map_err(early)?;
+    let (plans, carried) = plan_files(&mut files, previous.as_ref(), config.state.on_change).map_err(early)?;
+    let resumed: u64 = files.iter().filter_map(|f| f.start.map(|p| p.rows())).sum();
+    stats.rows_resumed.store(resumed, Relaxed);
+    if previous.is_some() {
+        let skipped = files.iter().filter(|f| f.skip).count();
+        tracing::info!(rows_done = resumed, files_done = skipped, "resuming from the checkpoint");
+    }
     let (endpoint, credentials) = if config.target.emulator {
         let local = start_local_emulator(config).await.map_err(early)?;
         let pair = (local.handle.endpoint(), local.credentials.clone());
@@ -329,8 +450,7 @@ async fn run_inner(
             source,
         })
     };
-    std::fs::create_dir_all(&config.state.dir).map_err(state_err)?;
-    let mut dead = DeadLetter::open(&config.state.dir, 0).map_err(state_err)?;
+    let dead = DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
 
     let schema = Schema::from_config(&config.collection);
     let batcher = Batcher::new(config.rate.batch_rows, config.collection.vectorize);
@@ -348,11 +468,7 @@ async fn run_inner(
     let sender = Arc::new(
         Sender::new(target, credentials, limiter, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
     );
-    let total_bytes: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(&f.path).ok())
-        .map(|m| m.len())
-        .sum();
+    let total_bytes: u64 = files.iter().zip(&plans).filter(|(f, _)| !f.skip).map(|(_, p)| p.fingerprint.size).sum();
     let progress = Progress::new(total_bytes, options.progress);
     tracing::info!(files = files.len(), bytes = total_bytes, "starting");
 
@@ -364,43 +480,50 @@ async fn run_inner(
         .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
         .map_err(state_err)?;
 
+    let tracker = Tracker::new(files.len(), |i| (files[i].start, plans[i].applied, plans[i].rejected));
+    let window = config.rate.concurrency * config.rate.batch_rows;
     let mut coordinator = Coordinator {
         files,
+        plans,
+        carried,
+        store,
         batcher,
-        tracker: Tracker::new(0, |_| None),
+        tracker,
         dead,
         sender,
         stats: stats.clone(),
         in_flight: JoinSet::new(),
         concurrency: config.rate.concurrency,
-        max_queued: config.rate.concurrency * config.rate.batch_rows * 2,
+        window,
         max_rejected: config.state.max_rejected_rows,
+        commit_interval: Duration::from_secs_f64(config.state.commit_interval),
+        commit_rows: config.state.commit_rows,
+        acked_since_commit: 0,
+        last_commit: Instant::now(),
     };
-    coordinator.tracker = Tracker::new(coordinator.files.len(), |_| None);
     let outcome = coordinator.drive(rx, &progress).await;
     progress.finish();
-    // Stop the reader: dropping the receiver makes its next send fail.
-    drop(coordinator.in_flight);
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    dead = coordinator.dead;
+    // Whatever stopped the run, abandon what is still in flight (those rows stay ahead of the
+    // checkpoint) and commit what was acknowledged.
+    coordinator.in_flight.abort_all();
+    drop(std::mem::take(&mut coordinator.in_flight));
     let unfinished = coordinator.tracker.pending() as u64;
-    dead.sync().map_err(|e| {
-        (
-            unfinished,
-            RunError::State {
-                dir: config.state.dir.clone(),
-                source: e,
-            },
-        )
-    })?;
-    match outcome {
-        Ok(()) => Ok(unfinished),
-        Err(e) => Err((unfinished, e)),
+    let committed = coordinator.commit();
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    store = coordinator.store;
+    drop(store);
+    match (outcome, committed) {
+        (Ok(()), Ok(())) => Ok(unfinished),
+        (Err(e), _) => Err((unfinished, e)),
+        (Ok(()), Err(e)) => Err((unfinished, e)),
     }
 }
 
 struct Coordinator {
     files: Vec<SourceFile>,
+    plans: Vec<Plan>,
+    carried: Vec<FileCheckpoint>,
+    store: Store,
     batcher: Batcher,
     tracker: Tracker,
     dead: DeadLetter,
@@ -408,24 +531,46 @@ struct Coordinator {
     stats: Arc<Stats>,
     in_flight: JoinSet<(Batch, Result<BatchResult, SendError>)>,
     concurrency: usize,
-    max_queued: usize,
+    /// Rows read but not yet below the watermark, at most: bounds what a crash makes us re-send.
+    window: usize,
     max_rejected: Option<u64>,
+    commit_interval: Duration,
+    commit_rows: u64,
+    acked_since_commit: u64,
+    last_commit: Instant,
 }
+
+/// How long in-flight requests may take to finish after a stop signal.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Coordinator {
     async fn drive(&mut self, mut rx: mpsc::Receiver<Item>, progress: &Progress) -> Result<(), RunError> {
         let mut input_open = true;
+        let mut stopping: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
         loop {
-            self.dispatch();
+            if stopping.is_none() {
+                self.dispatch();
+            }
+            if stopping.is_some() && self.in_flight.is_empty() {
+                return Err(RunError::Interrupted);
+            }
             if !input_open && self.in_flight.is_empty() && self.batcher.is_empty() {
                 break;
             }
-            let can_take =
-                input_open && self.batcher.waiting_len() < MAX_WAITING && self.batcher.queued_rows() < self.max_queued;
+            let can_take = input_open
+                && stopping.is_none()
+                && self.batcher.waiting_len() < MAX_WAITING
+                && self.tracker.pending() < self.window;
             tokio::select! {
                 biased;
+                _ = &mut signal, if stopping.is_none() => {
+                    tracing::warn!(in_flight = self.in_flight.len(), "stop requested: finishing requests in flight, then checkpointing");
+                    stopping = Some(Instant::now());
+                }
                 Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     let (batch, result) = done.map_err(|e| RunError::Send(SendError::Fatal(format!("a sender task failed: {e}"))))?;
                     self.complete(batch, result?)?;
@@ -435,7 +580,7 @@ impl Coordinator {
                         Some(item) => {
                             self.take(item)?;
                             // Drain what is already waiting so batches fill before they go out.
-                            while self.batcher.queued_rows() < self.max_queued && self.batcher.waiting_len() < MAX_WAITING {
+                            while self.tracker.pending() < self.window && self.batcher.waiting_len() < MAX_WAITING {
                                 match rx.try_recv() {
                                     Ok(item) => self.take(item)?,
                                     Err(_) => break,
@@ -449,11 +594,17 @@ impl Coordinator {
                     }
                 }
                 _ = tick.tick() => {
-                    // Input is slower than the senders: send what we have rather than idle.
+                    // Input is slower than the senders, or the window is full: send what we have.
                     if self.in_flight.len() < self.concurrency && !self.batcher.has_ready() {
                         self.batcher.flush();
                     }
                     progress.update(&self.stats);
+                    if self.last_commit.elapsed() >= self.commit_interval || self.acked_since_commit >= self.commit_rows {
+                        self.commit()?;
+                    }
+                    if stopping.is_some_and(|t| t.elapsed() >= STOP_GRACE) {
+                        return Err(RunError::Interrupted);
+                    }
                 }
             }
         }
@@ -462,9 +613,43 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Makes the acknowledged prefix of every file durable, with the dead-letter length that
+    /// belongs to it.
+    fn commit(&mut self) -> Result<(), RunError> {
+        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        let dead_letter_len = self.dead.sync().map_err(|e| self.state_error(e))?;
+        let mut files: Vec<FileCheckpoint> = self
+            .files
+            .iter()
+            .zip(&self.plans)
+            .zip(&self.tracker.files)
+            .map(|((_, plan), progress)| FileCheckpoint {
+                path: plan.canonical.clone(),
+                fingerprint: plan.fingerprint.clone(),
+                position: progress.watermark,
+                done: progress.done(),
+                applied: progress.applied,
+                rejected: progress.rejected,
+            })
+            .collect();
+        files.extend(self.carried.iter().cloned());
+        let mut cp = Checkpoint {
+            version: crate::checkpoint::VERSION,
+            seq: 0,
+            committed_at: String::new(),
+            dead_letter_len,
+            files,
+            checksum: String::new(),
+        };
+        self.store.commit(&mut cp)?;
+        self.acked_since_commit = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
     fn state_error(&self, source: std::io::Error) -> RunError {
         RunError::State {
-            dir: self.dead.path().parent().map(PathBuf::from).unwrap_or_default(),
+            dir: self.store.dir().to_path_buf(),
             source,
         }
     }
@@ -490,6 +675,7 @@ impl Coordinator {
             Item::Rejected { origin, end, entry } => {
                 self.stats.rows_read.fetch_add(1, Relaxed);
                 self.tracker.read(&origin, end);
+                self.acked_since_commit += 1;
                 self.reject(&origin, entry)?;
             }
             Item::FileEnd(i) => {
@@ -517,14 +703,14 @@ impl Coordinator {
 
     fn complete(&mut self, batch: Batch, result: BatchResult) -> Result<(), RunError> {
         self.stats.add_applied(batch.op, result.applied.len() as u64);
+        self.acked_since_commit += batch.records.len() as u64;
         for rec in &result.applied {
             self.tracker.applied(&rec.origin);
         }
         self.batcher.acknowledge(batch.records.iter().map(|r| &r.key));
         let mut outcome = Ok(());
         for (rec, err) in result.rejected {
-            let record =
-                serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
+            let record = serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
             let entry = Entry {
                 file: self.files[rec.origin.file].path.display().to_string(),
                 row: rec.origin.row,

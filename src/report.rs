@@ -55,6 +55,7 @@ impl Stats {
             retries: self.retries.load(Relaxed),
             throttles: self.throttles.load(Relaxed),
             elapsed_secs: elapsed.as_secs_f64(),
+            rows_resumed: self.rows_resumed.load(Relaxed),
             rows_per_second: if elapsed.as_secs_f64() > 0.0 {
                 (applied + self.rejected.load(Relaxed)) as f64 / elapsed.as_secs_f64()
             } else {
@@ -78,6 +79,8 @@ pub struct Summary {
     pub throttles: u64,
     pub elapsed_secs: f64,
     pub rows_per_second: f64,
+    /// Rows a checkpoint said were already done, not read again.
+    pub rows_resumed: u64,
 }
 
 impl Summary {
@@ -94,7 +97,7 @@ impl Summary {
              requests       {} ({} retries, {} throttled)\n\
              elapsed        {:.2}s\n\
              throughput     {:.0} rows/s\n\
-             check          read = applied + rejected: {}",
+             check          read = applied + rejected: {}{}",
             self.rows_read,
             self.applied,
             self.applied_upsert,
@@ -107,6 +110,11 @@ impl Summary {
             self.elapsed_secs,
             self.rows_per_second,
             if self.balanced() { "ok" } else { "MISMATCH" },
+            if self.rows_resumed > 0 {
+                format!("\nresumed        {} rows already done by earlier runs (from the checkpoint)", self.rows_resumed)
+            } else {
+                String::new()
+            },
         )
     }
 }

@@ -4,4 +4,5 @@
 mod cli;
 mod demo;
 mod harness;
+mod interop;
 mod matrix;
