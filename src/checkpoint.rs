@@ -8,16 +8,15 @@
 
 use std::collections::VecDeque;
 
-
-use crate::deadletter::{DeadLetter, Entry};
 use crate::record::Origin;
 use crate::source::Position;
 
+/// One row read and not yet below the watermark.
 #[derive(Debug)]
-enum Slot {
-    Pending,
-    Applied,
-    Rejected(Box<Entry>),
+struct Slot {
+    row: u64,
+    end: Position,
+    done: bool,
 }
 
 /// Progress of one source file in this run.
@@ -25,8 +24,8 @@ enum Slot {
 pub struct FileProgress {
     /// Sequence number of the first row in `slots`.
     base_seq: Option<u64>,
-    /// Rows read and not yet below the watermark, with the position after each.
-    slots: VecDeque<(Position, Slot)>,
+    /// Rows read and not yet below the watermark, in order.
+    slots: VecDeque<Slot>,
     /// The committed position: every row before it is applied or dead-lettered.
     pub watermark: Option<Position>,
     /// The reader reached the end of the file.
@@ -39,6 +38,12 @@ impl FileProgress {
     /// All rows read and all acknowledged.
     pub fn done(&self) -> bool {
         self.read_to_end && self.slots.is_empty()
+    }
+
+    /// Row numbers above the watermark that are already acknowledged: a resume skips them, so a
+    /// crash re-sends only what was in flight.
+    pub fn acknowledged_above(&self) -> Vec<u64> {
+        self.slots.iter().filter(|s| s.done).map(|s| s.row).collect()
     }
 }
 
@@ -70,31 +75,46 @@ impl Tracker {
 
     /// A row was read. Rows of a file arrive in order with consecutive sequence numbers.
     pub fn read(&mut self, origin: &Origin, end: Position) {
+        self.push(origin, end, false);
+    }
+
+    /// A row the checkpoint says is already acknowledged: it only holds its place.
+    pub fn already_done(&mut self, origin: &Origin, end: Position) {
+        self.push(origin, end, true);
+    }
+
+    fn push(&mut self, origin: &Origin, end: Position, done: bool) {
         let f = &mut self.files[origin.file];
         if f.base_seq.is_none() || f.slots.is_empty() {
             f.base_seq = Some(origin.seq);
         }
         debug_assert_eq!(f.base_seq.map(|b| b + f.slots.len() as u64), Some(origin.seq));
-        f.slots.push_back((end, Slot::Pending));
+        f.slots.push_back(Slot {
+            row: origin.row,
+            end,
+            done,
+        });
     }
 
-    fn slot(&mut self, origin: &Origin) -> Option<&mut Slot> {
+    fn mark(&mut self, origin: &Origin) {
         let f = &mut self.files[origin.file];
-        let i = origin.seq.checked_sub(f.base_seq?)?;
-        f.slots.get_mut(usize::try_from(i).ok()?).map(|(_, s)| s)
+        let Some(base) = f.base_seq else { return };
+        let Some(i) = origin.seq.checked_sub(base).and_then(|i| usize::try_from(i).ok()) else {
+            return;
+        };
+        if let Some(slot) = f.slots.get_mut(i) {
+            slot.done = true;
+        }
     }
 
     pub fn applied(&mut self, origin: &Origin) {
-        if let Some(s) = self.slot(origin) {
-            *s = Slot::Applied;
-        }
+        self.mark(origin);
         self.files[origin.file].applied += 1;
     }
 
-    pub fn rejected(&mut self, origin: &Origin, entry: Entry) {
-        if let Some(s) = self.slot(origin) {
-            *s = Slot::Rejected(Box::new(entry));
-        }
+    /// A row was rejected (its dead letter is already written).
+    pub fn rejected(&mut self, origin: &Origin) {
+        self.mark(origin);
         self.files[origin.file].rejected += 1;
     }
 
@@ -102,25 +122,19 @@ impl Tracker {
         self.files[file].read_to_end = true;
     }
 
-    /// Moves every watermark over its done prefix, writing those rows' dead letters in order.
-    pub fn advance(&mut self, dead: &mut DeadLetter) -> std::io::Result<()> {
+    /// Moves every watermark over its acknowledged prefix.
+    pub fn advance(&mut self) {
         for f in &mut self.files {
-            while let Some((_, slot)) = f.slots.front() {
-                if matches!(slot, Slot::Pending) {
-                    break;
+            while f.slots.front().is_some_and(|s| s.done) {
+                if let Some(slot) = f.slots.pop_front() {
+                    f.watermark = Some(slot.end);
+                    f.base_seq = f.base_seq.map(|b| b + 1);
                 }
-                let Some((end, slot)) = f.slots.pop_front() else { break };
-                if let Slot::Rejected(entry) = slot {
-                    dead.append(&entry)?;
-                }
-                f.watermark = Some(end);
-                f.base_seq = f.base_seq.map(|b| b + 1);
             }
         }
-        Ok(())
     }
 
-    /// Rows read but not yet acknowledged, across all files.
+    /// Rows read but not yet below a watermark, across all files.
     pub fn pending(&self) -> usize {
         self.files.iter().map(|f| f.slots.len()).sum()
     }
@@ -144,41 +158,40 @@ mod tests {
 
     #[test]
     fn watermark_is_the_longest_acknowledged_prefix() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut dl = DeadLetter::open(dir.path(), 0).expect("dl");
         let mut t = Tracker::new(1, |_| (None, 0, 0));
         for s in 0..5 {
             t.read(&origin(s), pos(s + 1));
         }
         t.applied(&origin(1));
         t.applied(&origin(3));
-        t.advance(&mut dl).expect("advance");
+        t.advance();
         assert_eq!(t.files[0].watermark, None, "row 0 is still in flight");
+        assert_eq!(t.files[0].acknowledged_above(), vec![2, 4]);
         t.applied(&origin(0));
-        t.advance(&mut dl).expect("advance");
+        t.advance();
         assert_eq!(t.files[0].watermark, Some(pos(2)));
-        let entry = Entry {
-            file: "f".into(),
-            row: 3,
-            key: None,
-            op: None,
-            error: "x".into(),
-            code: None,
-            request_id: None,
-            record: serde_json::Value::Null,
-        };
-        t.rejected(&origin(2), entry);
-        t.advance(&mut dl).expect("advance");
+        t.rejected(&origin(2));
+        t.advance();
         assert_eq!(t.files[0].watermark, Some(pos(4)));
-        assert!(
-            !dl.is_empty(),
-            "the rejected row was written when the watermark passed it"
-        );
+        assert_eq!((t.files[0].applied, t.files[0].rejected), (3, 1));
         t.applied(&origin(4));
         t.read_to_end(0);
-        t.advance(&mut dl).expect("advance");
+        t.advance();
         assert!(t.files[0].done());
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn rows_done_before_a_crash_hold_their_place_without_counting() {
+        let mut t = Tracker::new(1, |_| (Some(pos(0)), 7, 1));
+        t.read(&origin(0), pos(1));
+        t.already_done(&origin(1), pos(2));
+        t.advance();
+        assert_eq!(t.files[0].watermark, Some(pos(0)));
+        t.applied(&origin(0));
+        t.advance();
+        assert_eq!(t.files[0].watermark, Some(pos(2)));
+        assert_eq!(t.files[0].applied, 8);
     }
 }
 
@@ -280,7 +293,10 @@ pub fn standing(path: &Path, old: &Fingerprint, appendable: bool) -> std::io::Re
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
     if size < old.size {
-        return Ok(Standing::Changed(format!("it shrank from {} to {size} bytes", old.size)));
+        return Ok(Standing::Changed(format!(
+            "it shrank from {} to {size} bytes",
+            old.size
+        )));
     }
     if hash_range(&mut file, 0, old.head_len)? != old.head_sha256 {
         return Ok(Standing::Changed("its first bytes differ".into()));
@@ -293,7 +309,10 @@ pub fn standing(path: &Path, old: &Fingerprint, appendable: bool) -> std::io::Re
     } else if appendable {
         Ok(Standing::Grew)
     } else {
-        Ok(Standing::Changed(format!("it grew from {} to {size} bytes and cannot be appended to", old.size)))
+        Ok(Standing::Changed(format!(
+            "it grew from {} to {size} bytes and cannot be appended to",
+            old.size
+        )))
     }
 }
 
@@ -307,6 +326,10 @@ pub struct FileCheckpoint {
     pub done: bool,
     pub applied: u64,
     pub rejected: u64,
+    /// Row numbers after `position` already applied or dead-lettered (at most the in-flight
+    /// window): a resume skips them, so only rows in flight at a crash are sent again.
+    #[serde(default)]
+    pub acknowledged_above: Vec<u64>,
 }
 
 /// The whole committed state of a state directory.
@@ -317,7 +340,7 @@ pub struct Checkpoint {
     pub seq: u64,
     /// RFC 3339.
     pub committed_at: String,
-    /// Bytes of `dead-letter.jsonl` that belong to rows before the positions below.
+    /// Bytes of `dead-letter.jsonl` written for the rows this checkpoint counts as done.
     pub dead_letter_len: u64,
     pub files: Vec<FileCheckpoint>,
     /// SHA-256 of this JSON with `checksum` empty.
@@ -350,7 +373,8 @@ fn parse_slot(path: &Path) -> Result<Option<Checkpoint>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a checkpoint ({e})", path.display()))?;
+    let cp: Checkpoint =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a checkpoint ({e})", path.display()))?;
     if cp.version != VERSION {
         return Err(format!(
             "{}: format version {} (this vikingsync reads {VERSION})",
@@ -422,7 +446,11 @@ impl Store {
                 let holder = holder.trim();
                 return Err(CheckpointError::Locked {
                     dir: dir.to_path_buf(),
-                    holder: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                    holder: if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {holder})")
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
@@ -504,7 +532,9 @@ mod store_tests {
         assert_eq!((cp.seq, cp.dead_letter_len), (1, 10));
         // A checksum mismatch (an edit or bit rot) is caught too.
         let other = dir.path().join(SLOTS[1]);
-        let text = std::fs::read_to_string(&other).expect("read").replace("\"dead_letter_len\": 10", "\"dead_letter_len\": 11");
+        let text = std::fs::read_to_string(&other)
+            .expect("read")
+            .replace("\"dead_letter_len\": 10", "\"dead_letter_len\": 11");
         std::fs::write(&other, text).expect("edit");
         let err = load(dir.path()).expect_err("both bad");
         assert!(err.to_string().contains("Refusing to start from zero"), "{err}");

@@ -241,10 +241,10 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
 }
 fn default_commit_interval() -> f64 {
-    1.0
+    0.05
 }
 fn default_commit_rows() -> u64 {
-    5000
+    1000
 }
 
 impl Default for StateConfig {

@@ -93,6 +93,8 @@ pub struct SourceFile {
     pub start: Option<Position>,
     /// Already done according to the checkpoint: not read at all.
     pub skip: bool,
+    /// Rows after `start` the checkpoint says are acknowledged (sorted): read but not sent.
+    pub done_rows: Arc<Vec<u64>>,
 }
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
@@ -115,6 +117,7 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
                 options,
                 start: None,
                 skip: false,
+                done_rows: Arc::new(Vec::new()),
             });
         }
     }
@@ -125,6 +128,11 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
 enum Item {
     Row {
         record: Record,
+        end: Position,
+    },
+    /// A row a previous run already acknowledged.
+    Done {
+        origin: Origin,
         end: Position,
     },
     Rejected {
@@ -166,6 +174,7 @@ fn read_all(
         let mapping = &mappings[file.mapping];
         let mut last_bytes = 0;
         while let Some(next) = reader.next_row() {
+            let already = |row: u64| file.done_rows.binary_search(&row).is_ok();
             let item = match next {
                 Ok(raw) => {
                     let origin = Origin {
@@ -174,7 +183,16 @@ fn read_all(
                         seq,
                     };
                     seq += 1;
-                    typed(&schema, mapping, raw, origin, &name)
+                    if already(raw.row) {
+                        Item::Done { origin, end: raw.end }
+                    } else {
+                        typed(&schema, mapping, raw, origin, &name)
+                    }
+                }
+                Err(ReadError::Row { row, end, .. }) if already(row) => {
+                    let origin = Origin { file: index, row, seq };
+                    seq += 1;
+                    Item::Done { origin, end }
                 }
                 Err(ReadError::Row {
                     row, end, raw, message, ..
@@ -354,20 +372,28 @@ fn plan_files(
             applied: 0,
             rejected: 0,
         };
-        let entry = previous.and_then(|cp| cp.entry_for(&canonical, &fingerprint, &taken).map(|i| (i, &cp.files[i])));
+        let entry = previous.and_then(|cp| {
+            cp.entry_for(&canonical, &fingerprint, &taken)
+                .map(|i| (i, &cp.files[i]))
+        });
         if let Some((i, entry)) = entry {
             taken[i] = true;
-            let appendable = !matches!(source::detect(&file.path, file.options.format), Ok((Format::Parquet, _)));
+            let appendable = !matches!(
+                source::detect(&file.path, file.options.format),
+                Ok((Format::Parquet, _))
+            );
             match crate::checkpoint::standing(&canonical, &entry.fingerprint, appendable).map_err(io)? {
                 Standing::Unchanged => {
                     file.start = entry.position;
                     file.skip = entry.done;
+                    file.done_rows = Arc::new(entry.acknowledged_above.clone());
                     plan.applied = entry.applied;
                     plan.rejected = entry.rejected;
                 }
                 Standing::Grew => {
                     tracing::info!(file = %file.path.display(), "the file grew since its checkpoint; continuing from its position");
                     file.start = entry.position;
+                    file.done_rows = Arc::new(entry.acknowledged_above.clone());
                     plan.applied = entry.applied;
                     plan.rejected = entry.rejected;
                 }
@@ -391,7 +417,14 @@ fn plan_files(
         plans.push(plan);
     }
     let carried = previous
-        .map(|cp| cp.files.iter().zip(&taken).filter(|(_, t)| !**t).map(|(f, _)| f.clone()).collect())
+        .map(|cp| {
+            cp.files
+                .iter()
+                .zip(&taken)
+                .filter(|(_, t)| !**t)
+                .map(|(f, _)| f.clone())
+                .collect()
+        })
         .unwrap_or_default();
     Ok((plans, carried))
 }
@@ -429,11 +462,18 @@ async fn run_inner(
     let (mut store, previous) = Store::open(&config.state.dir).map_err(|e| early(e.into()))?;
     let (mut files, mappings) = source_files(config).map_err(early)?;
     let (plans, carried) = plan_files(&mut files, previous.as_ref(), config.state.on_change).map_err(early)?;
-    let resumed: u64 = files.iter().filter_map(|f| f.start.map(|p| p.rows())).sum();
+    let resumed: u64 = files
+        .iter()
+        .map(|f| f.start.map_or(0, |p| p.rows()) + f.done_rows.len() as u64)
+        .sum();
     stats.rows_resumed.store(resumed, Relaxed);
     if previous.is_some() {
         let skipped = files.iter().filter(|f| f.skip).count();
-        tracing::info!(rows_done = resumed, files_done = skipped, "resuming from the checkpoint");
+        tracing::info!(
+            rows_done = resumed,
+            files_done = skipped,
+            "resuming from the checkpoint"
+        );
     }
     let (endpoint, credentials) = if config.target.emulator {
         let local = start_local_emulator(config).await.map_err(early)?;
@@ -450,7 +490,8 @@ async fn run_inner(
             source,
         })
     };
-    let dead = DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
+    let dead =
+        DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
 
     let schema = Schema::from_config(&config.collection);
     let batcher = Batcher::new(config.rate.batch_rows, config.collection.vectorize);
@@ -468,7 +509,12 @@ async fn run_inner(
     let sender = Arc::new(
         Sender::new(target, credentials, limiter, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
     );
-    let total_bytes: u64 = files.iter().zip(&plans).filter(|(f, _)| !f.skip).map(|(_, p)| p.fingerprint.size).sum();
+    let total_bytes: u64 = files
+        .iter()
+        .zip(&plans)
+        .filter(|(f, _)| !f.skip)
+        .map(|(_, p)| p.fingerprint.size)
+        .sum();
     let progress = Progress::new(total_bytes, options.progress);
     tracing::info!(files = files.len(), bytes = total_bytes, "starting");
 
@@ -599,7 +645,9 @@ impl Coordinator {
                         self.batcher.flush();
                     }
                     progress.update(&self.stats);
-                    if self.last_commit.elapsed() >= self.commit_interval || self.acked_since_commit >= self.commit_rows {
+                    if self.acked_since_commit > 0
+                        && (self.last_commit.elapsed() >= self.commit_interval || self.acked_since_commit >= self.commit_rows)
+                    {
                         self.commit()?;
                     }
                     if stopping.is_some_and(|t| t.elapsed() >= STOP_GRACE) {
@@ -608,7 +656,7 @@ impl Coordinator {
                 }
             }
         }
-        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        self.tracker.advance();
         progress.update(&self.stats);
         Ok(())
     }
@@ -616,7 +664,7 @@ impl Coordinator {
     /// Makes the acknowledged prefix of every file durable, with the dead-letter length that
     /// belongs to it.
     fn commit(&mut self) -> Result<(), RunError> {
-        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        self.tracker.advance();
         let dead_letter_len = self.dead.sync().map_err(|e| self.state_error(e))?;
         let mut files: Vec<FileCheckpoint> = self
             .files
@@ -630,6 +678,7 @@ impl Coordinator {
                 done: progress.done(),
                 applied: progress.applied,
                 rejected: progress.rejected,
+                acknowledged_above: progress.acknowledged_above(),
             })
             .collect();
         files.extend(self.carried.iter().cloned());
@@ -672,6 +721,9 @@ impl Coordinator {
                 self.tracker.read(&record.origin, end);
                 self.batcher.push(record);
             }
+            Item::Done { origin, end } => {
+                self.tracker.already_done(&origin, end);
+            }
             Item::Rejected { origin, end, entry } => {
                 self.stats.rows_read.fetch_add(1, Relaxed);
                 self.tracker.read(&origin, end);
@@ -689,7 +741,10 @@ impl Coordinator {
 
     fn reject(&mut self, origin: &Origin, entry: Entry) -> Result<(), RunError> {
         tracing::debug!(file = %entry.file, row = entry.row, error = %entry.error, "row rejected");
-        self.tracker.rejected(origin, entry);
+        // Written at once; the checkpoint records the length that goes with its acknowledgements,
+        // and a resume cuts the file back to it, so each rejected row appears exactly once.
+        self.dead.append(&entry).map_err(|e| self.state_error(e))?;
+        self.tracker.rejected(origin);
         let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1;
         match self.max_rejected {
             Some(limit) if rejected > limit => Err(RunError::TooManyRejected {
@@ -710,7 +765,8 @@ impl Coordinator {
         self.batcher.acknowledge(batch.records.iter().map(|r| &r.key));
         let mut outcome = Ok(());
         for (rec, err) in result.rejected {
-            let record = serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
+            let record =
+                serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
             let entry = Entry {
                 file: self.files[rec.origin.file].path.display().to_string(),
                 row: rec.origin.row,
@@ -725,7 +781,7 @@ impl Coordinator {
                 outcome = Err(e);
             }
         }
-        self.tracker.advance(&mut self.dead).map_err(|e| self.state_error(e))?;
+        self.tracker.advance();
         outcome
     }
 }

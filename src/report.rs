@@ -111,7 +111,10 @@ impl Summary {
             self.rows_per_second,
             if self.balanced() { "ok" } else { "MISMATCH" },
             if self.rows_resumed > 0 {
-                format!("\nresumed        {} rows already done by earlier runs (from the checkpoint)", self.rows_resumed)
+                format!(
+                    "\nresumed        {} rows already done by earlier runs (from the checkpoint)",
+                    self.rows_resumed
+                )
             } else {
                 String::new()
             },

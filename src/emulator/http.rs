@@ -516,6 +516,10 @@ async fn process_inner(
     if slow == Some(false) {
         tokio::time::sleep(slow_delay).await;
     }
+    if matches!(fault, Fault::ErrorAfter | Fault::DropAfter) {
+        let rows = applied.upserted + applied.updated + applied.deleted;
+        shared.record_stats(|s| s.rows_applied_unacknowledged += rows);
+    }
     Ok(match fault {
         Fault::ErrorAfter => (
             Reply::Fail(Failure::Internal("internal error".into())),

@@ -310,6 +310,9 @@ pub struct Stats {
     pub rows_applied_update: u64,
     /// Keys deleted by id (whether they existed or not) plus records removed by `del_all`.
     pub rows_applied_delete: u64,
+    /// Rows applied by requests that were then answered with an injected error or a dropped
+    /// connection: the client cannot know they landed and will send them again.
+    pub rows_applied_unacknowledged: u64,
     /// Update rows skipped because the key was missing (`UpdateMissing::Ignore`).
     pub rows_ignored_update: u64,
     pub del_all_applied: u64,

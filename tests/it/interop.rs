@@ -28,12 +28,33 @@ async fn official_python_sdks_drive_the_emulator() {
             return;
         }
     };
-    let emu = start_emulator(vec![interop_spec("interop_v2"), interop_spec("interop_v1")], FaultConfig::default(), 7).await;
+    let emu = start_emulator(
+        vec![interop_spec("interop_v2"), interop_spec("interop_v1")],
+        FaultConfig::default(),
+        7,
+    )
+    .await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/sdk_interop.py");
     let out = tokio::process::Command::new(&python)
         .arg(&script)
-        .args(["--endpoint", &emu.endpoint(), "--ak", AK, "--sk", SK, "--region", "cn-beijing"])
-        .args(["--v2-collection", "interop_v2", "--v1-collection", "interop_v1", "--deadline", "120"])
+        .args([
+            "--endpoint",
+            &emu.endpoint(),
+            "--ak",
+            AK,
+            "--sk",
+            SK,
+            "--region",
+            "cn-beijing",
+        ])
+        .args([
+            "--v2-collection",
+            "interop_v2",
+            "--v1-collection",
+            "interop_v1",
+            "--deadline",
+            "120",
+        ])
         .output()
         .await
         .expect("python runs");
@@ -43,8 +64,14 @@ async fn official_python_sdks_drive_the_emulator() {
     assert!(out.status.success(), "SDK interop failed:\n{stdout}\n{stderr}");
     let passes = stdout.lines().filter(|l| l.starts_with("PASS")).count();
     assert!(passes >= 10, "expected the full set of checks to pass:\n{stdout}");
-    assert!(!stdout.lines().any(|l| l.starts_with("FAIL") || l.starts_with("SKIP")), "{stdout}");
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("FAIL") || l.starts_with("SKIP")),
+        "{stdout}"
+    );
     let stats = emu.stats();
-    assert!(stats.unauthorized >= 2, "both SDKs' wrong-key requests were refused: {stats:?}");
+    assert!(
+        stats.unauthorized >= 2,
+        "both SDKs' wrong-key requests were refused: {stats:?}"
+    );
     emu.shutdown().await;
 }

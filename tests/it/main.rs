@@ -2,6 +2,7 @@
 //! One test binary (modules below) so the dependency graph links once.
 
 mod cli;
+mod crash;
 mod demo;
 mod harness;
 mod interop;
