@@ -570,3 +570,16 @@ mod store_tests {
         assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
     }
 }
+
+/// The pid of a process holding the state directory's lock, if one does.
+pub fn lock_holder(dir: &Path) -> Option<String> {
+    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Some(pid.trim().to_string())
+        }
+    }
+}

@@ -392,6 +392,7 @@ impl Config {
             let n = i + 1;
             match (&s.op, &s.op_column) {
                 (Some(_), Some(_)) => return Err(format!("[[sources]] #{n}: set `op` or `op_column`, not both")),
+                (None, None) if s.format == Some(Format::DeadLetter) => {}
                 (None, None) => {
                     return Err(format!(
                         "[[sources]] #{n}: set `op` (update|upsert|delete) or `op_column`"
@@ -413,6 +414,12 @@ impl Config {
                         "[[sources]] #{n}: columns maps to `{field}`, which is not a declared field"
                     ));
                 }
+            }
+        }
+        for s in &mut self.sources {
+            // A dead-letter file says each row's op, unless the source overrides it.
+            if s.format == Some(Format::DeadLetter) && s.op.is_none() && s.op_column.is_none() {
+                s.op_column = Some(crate::source::DEAD_LETTER_OP_COLUMN.to_string());
             }
         }
         if !self.state.dir.is_absolute() {

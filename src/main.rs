@@ -56,6 +56,14 @@ enum Command {
         #[arg(long)]
         sample: Option<u64>,
     },
+    /// Show per-file progress from the checkpoint: rows done, applied, rejected, last commit.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve a local VikingDB data plane (V1 and V2) for tests and trials.
     Emulator(vikingsync::emulator::EmulatorArgs),
 }
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run { config, no_progress } => run(config, no_progress).await,
             Command::Validate { config, sample } => validate(config, sample),
+            Command::Status { config, json } => status(config, json),
             Command::Emulator(args) => match vikingsync::emulator::run_cli(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -180,4 +189,71 @@ fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
             }
         }
     }
+}
+
+fn status(path: PathBuf, json: bool) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = match pipeline::status(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!("state dir      {}", report.state_dir.display());
+    match &report.running_pid {
+        Some(pid) if !pid.is_empty() => println!("running        yes (pid {pid})"),
+        Some(_) => println!("running        yes"),
+        None => println!("running        no"),
+    }
+    match &report.last_commit {
+        Some(t) => println!("last commit    {t} (commit #{})", report.commits),
+        None => println!("last commit    none (no checkpoint yet)"),
+    }
+    println!("dead letters   {}", report.dead_letter_entries);
+    println!();
+    println!(
+        "{:<6} {:>10} {:>10} {:>9} {:>7}  {:<18} file",
+        "state", "rows done", "applied", "rejected", "bytes%", "standing"
+    );
+    for f in &report.files {
+        let pct = match f.bytes_done {
+            Some(b) if f.size > 0 => format!("{:.0}%", b as f64 * 100.0 / f.size as f64),
+            _ if f.done => "100%".to_string(),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<6} {:>10} {:>10} {:>9} {:>7}  {:<18} {}",
+            if f.done {
+                "done"
+            } else if f.rows_done > 0 {
+                "part"
+            } else {
+                "todo"
+            },
+            f.rows_done,
+            f.applied,
+            f.rejected,
+            pct,
+            f.standing,
+            f.path.display()
+        );
+    }
+    ExitCode::SUCCESS
 }

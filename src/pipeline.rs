@@ -844,3 +844,120 @@ pub fn validate(config: &Config, sample: Option<u64>) -> Result<ValidateReport, 
     }
     Ok(report)
 }
+
+/// One file's line in `vikingsync status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileStatus {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Rows acknowledged (applied or dead-lettered), per the checkpoint.
+    pub rows_done: u64,
+    pub applied: u64,
+    pub rejected: u64,
+    pub done: bool,
+    /// For CSV/JSONL: bytes before the committed position.
+    pub bytes_done: Option<u64>,
+    /// `not started`, `unchanged`, `grew`, `changed: …`, or `gone` for a checkpointed file no source matches.
+    pub standing: String,
+}
+
+/// What `vikingsync status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    pub state_dir: PathBuf,
+    pub running_pid: Option<String>,
+    pub last_commit: Option<String>,
+    pub commits: u64,
+    pub dead_letter_entries: u64,
+    pub files: Vec<FileStatus>,
+}
+
+/// Reads the checkpoint (without taking the lock) and sets it against the sources now.
+pub fn status(config: &Config) -> Result<StatusReport, RunError> {
+    let dir = &config.state.dir;
+    let checkpoint = crate::checkpoint::load(dir)?;
+    let (files, _) = source_files(config)?;
+    let mut taken = vec![false; checkpoint.as_ref().map_or(0, |c| c.files.len())];
+    let mut out = Vec::new();
+    for f in &files {
+        let canonical = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+        let fp = Fingerprint::of(&canonical).ok();
+        let size = fp.as_ref().map_or(0, |fp| fp.size);
+        let entry = match (&checkpoint, &fp) {
+            (Some(cp), Some(fp)) => cp.entry_for(&canonical, fp, &taken).map(|i| {
+                taken[i] = true;
+                &cp.files[i]
+            }),
+            _ => None,
+        };
+        let line = match entry {
+            None => FileStatus {
+                path: f.path.clone(),
+                size,
+                rows_done: 0,
+                applied: 0,
+                rejected: 0,
+                done: false,
+                bytes_done: None,
+                standing: "not started".into(),
+            },
+            Some(e) => {
+                let appendable = !matches!(source::detect(&f.path, f.options.format), Ok((Format::Parquet, _)));
+                let standing = match crate::checkpoint::standing(&canonical, &e.fingerprint, appendable) {
+                    Ok(Standing::Unchanged) => "unchanged".to_string(),
+                    Ok(Standing::Grew) => "grew since".to_string(),
+                    Ok(Standing::Changed(why)) => format!("changed: {why}"),
+                    Err(err) => format!("unreadable: {err}"),
+                };
+                file_status(f.path.clone(), size, e, standing)
+            }
+        };
+        out.push(line);
+    }
+    if let Some(cp) = &checkpoint {
+        for (e, t) in cp.files.iter().zip(&taken) {
+            if !t {
+                out.push(file_status(
+                    e.path.clone(),
+                    e.fingerprint.size,
+                    e,
+                    "gone (no source matches it now)".into(),
+                ));
+            }
+        }
+    }
+    let dead_letter_entries = checkpoint.as_ref().map_or(0, |cp| {
+        std::fs::read(dir.join(crate::deadletter::FILE_NAME))
+            .map(|b| {
+                b[..b.len().min(cp.dead_letter_len as usize)]
+                    .iter()
+                    .filter(|c| **c == b'\n')
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    });
+    Ok(StatusReport {
+        state_dir: dir.clone(),
+        running_pid: crate::checkpoint::lock_holder(dir),
+        last_commit: checkpoint.as_ref().map(|c| c.committed_at.clone()),
+        commits: checkpoint.as_ref().map_or(0, |c| c.seq),
+        dead_letter_entries,
+        files: out,
+    })
+}
+
+fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String) -> FileStatus {
+    FileStatus {
+        path,
+        size,
+        rows_done: e.position.map_or(0, |p| p.rows()) + e.acknowledged_above.len() as u64,
+        applied: e.applied,
+        rejected: e.rejected,
+        done: e.done,
+        bytes_done: match e.position {
+            Some(Position::Offset { byte, .. }) => Some(byte),
+            _ => None,
+        },
+        standing,
+    }
+}

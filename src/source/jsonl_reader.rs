@@ -108,14 +108,7 @@ impl RowReader for JsonlReader {
                 Ok(serde_json::Value::Object(map)) => {
                     let cells = map
                         .into_iter()
-                        .map(|(k, v)| {
-                            let cell = match v {
-                                serde_json::Value::Null => Cell::Null,
-                                serde_json::Value::String(s) => Cell::Text(s),
-                                other => Cell::Json(other),
-                            };
-                            (self.names.get(&k), cell)
-                        })
+                        .map(|(k, v)| (self.names.get(&k), json_cell(v)))
                         .collect();
                     return Some(Ok(RawRow {
                         row: self.rows,
@@ -144,6 +137,15 @@ impl RowReader for JsonlReader {
 
     fn bytes_read(&self) -> u64 {
         self.counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A JSON member as a cell: null is absent, strings are text, the rest stays JSON.
+pub(super) fn json_cell(v: serde_json::Value) -> Cell {
+    match v {
+        serde_json::Value::Null => Cell::Null,
+        serde_json::Value::String(s) => Cell::Text(s),
+        other => Cell::Json(other),
     }
 }
 

@@ -16,6 +16,8 @@
 #![allow(clippy::result_large_err)]
 
 mod csv_reader;
+mod dead_letter;
+pub use dead_letter::DEAD_LETTER_OP_COLUMN;
 mod jsonl_reader;
 mod parquet_reader;
 #[cfg(test)]
@@ -111,6 +113,10 @@ pub enum Format {
     Csv,
     Jsonl,
     Parquet,
+    /// vikingsync's own dead-letter file: each line's `record` is the row and `op` its op, so
+    /// fixed rows can be sent again. Only by `format = "dead-letter"`, never by extension.
+    #[serde(rename = "dead-letter")]
+    DeadLetter,
 }
 
 /// Stream compression, from the extension.
@@ -393,6 +399,15 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
         ),
     };
     match format {
+        Format::DeadLetter => {
+            let start = match start {
+                None => None,
+                Some(Position::Offset { byte, rows }) => Some((byte, rows)),
+                Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
+            };
+            let inner = jsonl_reader::JsonlReader::open(path, compression, start)?;
+            Ok(Box::new(dead_letter::DeadLetterReader::new(path, inner)))
+        }
         Format::Csv | Format::Jsonl => {
             let start = match start {
                 None => None,

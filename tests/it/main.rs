@@ -7,3 +7,4 @@ mod demo;
 mod harness;
 mod interop;
 mod matrix;
+mod resume;

@@ -1,0 +1,262 @@
+//! Resume behaviour across runs: a file that grew continues where it stopped (the CronJob case),
+//! a rewritten file stops or is reprocessed per `on_change`, a renamed file is recognised,
+//! `status` reports progress, fixed dead letters can be replayed, and two processes never share
+//! a state directory.
+
+use std::io::Write;
+
+use crate::harness::*;
+use vikingsync::emulator::FaultConfig;
+
+fn rows(seed: u64, n: usize, prefix: &str) -> Vec<Row> {
+    let mut rng = Lcg::new(seed);
+    (0..n)
+        .map(|i| full_row(&mut rng, "upsert", format!("{prefix}{i:04}")))
+        .collect()
+}
+
+fn summary_value(out: &std::process::Output, label: &str) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grown_file_continues_and_status_tells_the_progress() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let first = rows(1, 300, "a");
+    write(&dir.path().join("a.csv"), Fmt::Csv, &first, false);
+    std::fs::write(
+        dir.path().join("sync.toml"),
+        config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            0,
+            &[("a.csv".into(), Some("upsert"))],
+        ),
+    )
+    .expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let st = run_binary(dir.path(), &["status", "--config", "sync.toml"]).await;
+    let shown = text(&st);
+    assert_eq!(st.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("done") && shown.contains("300") && shown.contains("unchanged"),
+        "{shown}"
+    );
+    assert!(shown.contains("running        no"), "{shown}");
+
+    // Nothing new: a second run reads nothing and sends nothing.
+    let before = emu.stats().requests;
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(summary_value(&out, "rows read"), 0, "{}", text(&out));
+    assert_eq!(emu.stats().requests, before, "a finished file is not sent again");
+
+    // Append 100 rows, as a producer would between CronJob runs.
+    let more = rows(2, 100, "b");
+    let tmp = dir.path().join("more.csv");
+    write(&tmp, Fmt::Csv, &more, false);
+    let appended: String = std::fs::read_to_string(&tmp)
+        .expect("read")
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::remove_file(&tmp).expect("rm");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("a.csv"))
+        .expect("open")
+        .write_all(appended.as_bytes())
+        .expect("append");
+    let st = run_binary(dir.path(), &["status", "--config", "sync.toml"]).await;
+    assert!(text(&st).contains("grew since"), "{}", text(&st));
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        summary_value(&out, "rows read"),
+        100,
+        "only the new rows: {}",
+        text(&out)
+    );
+    assert_eq!(summary_value(&out, "resumed"), 300, "{}", text(&out));
+    let all: Vec<Row> = first.iter().chain(more.iter()).cloned().collect();
+    let (expected, _) = model(&[("a.csv", &all)]);
+    assert_eq!(emu.records("items").expect("collection"), expected);
+
+    // Renamed: recognised by its fingerprint, nothing re-sent.
+    std::fs::rename(dir.path().join("a.csv"), dir.path().join("renamed.csv")).expect("rename");
+    std::fs::write(
+        dir.path().join("sync.toml"),
+        config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            0,
+            &[("*.csv".into(), Some("upsert"))],
+        ),
+    )
+    .expect("config");
+    let before = emu.stats().requests;
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary_value(&out, "rows read"), 0, "{}", text(&out));
+    assert_eq!(emu.stats().requests, before);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_file_stops_the_run_unless_reprocess_is_chosen() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    write(&dir.path().join("a.csv"), Fmt::Csv, &rows(1, 50, "a"), false);
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("a.csv".into(), Some("upsert"))],
+    );
+    std::fs::write(dir.path().join("sync.toml"), &cfg).expect("config");
+    assert_eq!(
+        run_binary(dir.path(), &["run", "--config", "sync.toml"])
+            .await
+            .status
+            .code(),
+        Some(0)
+    );
+
+    let rewritten = rows(9, 50, "a");
+    write(&dir.path().join("a.csv"), Fmt::Csv, &rewritten, false);
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("changed since its checkpoint") && shown.contains("reprocess"),
+        "{shown}"
+    );
+
+    std::fs::write(
+        dir.path().join("sync.toml"),
+        cfg.replace("[state]\n", "[state]\non_change = \"reprocess\"\n"),
+    )
+    .expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary_value(&out, "rows read"), 50);
+    let (expected, _) = model(&[("a.csv", &rewritten)]);
+    assert_eq!(emu.records("items").expect("collection"), expected);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_dead_letters_can_be_replayed() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let mut data = rows(3, 40, "d");
+    for r in data.iter_mut().step_by(10) {
+        r.score_raw = Some("n/a".into());
+        r.bad = Some("wrong type");
+    }
+    write(&dir.path().join("a.csv"), Fmt::Csv, &data, false);
+    std::fs::write(
+        dir.path().join("sync.toml"),
+        config_text(
+            &emu.endpoint(),
+            "v1",
+            "items",
+            false,
+            0,
+            &[("a.csv".into(), Some("upsert"))],
+        ),
+    )
+    .expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(emu.records("items").expect("collection").len(), 36);
+
+    // Fix the bad cells in a copy of the dead-letter file, then replay it as a source.
+    let dl = std::fs::read_to_string(dir.path().join("state/dead-letter.jsonl")).expect("dead letters");
+    assert_eq!(dl.lines().count(), 4);
+    let fixed: String = dl
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["record"]["score"] = serde_json::json!("2.5");
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(dir.path().join("fixed.jsonl"), fixed).expect("write");
+    let replay = config_text(&emu.endpoint(), "v1", "items", false, 0, &[])
+        .replace("dir = \"state\"", "dir = \"state-replay\"")
+        + "\n[[sources]]\npath = \"fixed.jsonl\"\nformat = \"dead-letter\"\n";
+    std::fs::write(dir.path().join("replay.toml"), replay).expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "replay.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary_value(&out, "rejected"), 0, "{}", text(&out));
+    let records = emu.records("items").expect("collection");
+    assert_eq!(records.len(), 40);
+    assert_eq!(records["d0000"]["score"], serde_json::json!(2.5));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_share_a_state_dir() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    write(&dir.path().join("a.csv"), Fmt::Csv, &rows(5, 2000, "s"), false);
+    // 100 rows/s: the first run is still going when the second starts.
+    std::fs::write(
+        dir.path().join("sync.toml"),
+        config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            100,
+            &[("a.csv".into(), Some("upsert"))],
+        ),
+    )
+    .expect("config");
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"))
+        .args(["run", "--config", "sync.toml"])
+        .current_dir(dir.path())
+        .env("VIKINGDB_AK", AK)
+        .env("VIKINGDB_SK", SK)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&second);
+    assert_eq!(second.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("in use by another vikingsync process"), "{shown}");
+    let st = run_binary(dir.path(), &["status", "--config", "sync.toml"]).await;
+    assert!(text(&st).contains("running        yes"), "{}", text(&st));
+    // SIGTERM: the first run stops gracefully, checkpointing what it finished.
+    let pid = first.id().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    let status = first.wait().await.expect("wait");
+    assert_eq!(status.code(), Some(1), "a stopped run is not a completed one");
+    let st = run_binary(dir.path(), &["status", "--json", "--config", "sync.toml"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status json");
+    let done = v["files"][0]["rows_done"].as_u64().expect("rows_done");
+    assert!(done > 0 && done < 2000, "checkpointed partial progress: {v}");
+    assert!(v["running_pid"].is_null(), "{v}");
+    emu.shutdown().await;
+}
