@@ -460,6 +460,15 @@ async fn run_inner(
 ) -> Result<Unfinished, (Unfinished, RunError)> {
     let early = |e: RunError| (0, e);
     let (mut store, previous) = Store::open(&config.state.dir).map_err(|e| early(e.into()))?;
+    // An in-process emulator starts empty every run, so a checkpoint from an earlier run
+    // describes a collection that no longer exists: start over.
+    let previous = match previous {
+        Some(_) if config.target.emulator => {
+            tracing::info!("target.emulator: the emulator starts empty, so the previous checkpoint is ignored");
+            None
+        }
+        p => p,
+    };
     let (mut files, mappings) = source_files(config).map_err(early)?;
     let (plans, carried) = plan_files(&mut files, previous.as_ref(), config.state.on_change).map_err(early)?;
     let resumed: u64 = files
