@@ -156,8 +156,7 @@ impl Sender {
             match self.send_with_retry(batch.op, batch.ttl, &rows).await? {
                 Sent::Applied => result.applied.append(&mut rows),
                 Sent::Refused(err) if rows.len() == 1 => {
-                    let rec = rows.pop().expect("one row");
-                    result.rejected.push((rec, err));
+                    result.rejected.extend(rows.drain(..).map(|rec| (rec, err.clone())));
                 }
                 Sent::Refused(err) => {
                     tracing::debug!(rows = rows.len(), %err, "request refused; splitting to isolate the bad rows");

@@ -9,7 +9,8 @@ use crate::harness::*;
 
 async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64) {
     let dir = tempdir();
-    let emu = start_emulator(vec![spec("items", 2500, false)], faults_on(), seed).await;
+    // A quota (and so a burst) below the rows each case sends: the emulator must throttle.
+    let emu = start_emulator(vec![spec("items", 200, false)], faults_on(), seed).await;
     let sc = scenario(op, fmt, 260, seed);
     let ext = fmt.ext();
     let setup_name = format!("00-setup.{ext}");
