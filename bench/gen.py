@@ -10,7 +10,7 @@ Writes N rows for a collection with the fields
     vec    vector   (dimension --dim, default 128; elements are multiples of 1/64)
 
 as CSV (list and vector cells hold JSON arrays, the way vikingsync reads them) and/or JSONL,
-optionally gzip-compressed (`.gz` is appended). Parquet is not written (it would need pyarrow).
+optionally gzip-compressed (`.gz` is appended; level 1, for speed). Parquet is not written (it would need pyarrow).
 
 The same arguments always give byte-identical files: a fixed-seed 64-bit LCG drives every
 choice, and gzip output has mtime 0 and no file name. To keep generation fast (a 100k x 768
@@ -33,6 +33,7 @@ import os
 import sys
 
 MASK = (1 << 64) - 1
+GZIP_LEVEL = 1  # fast; the reader's cost is inflate, which barely depends on the level
 
 
 class Lcg:
@@ -91,7 +92,7 @@ def csv_cell(s: str) -> str:
 def open_out(path: str, gz: bool):
     if gz:
         raw = open(path, "wb")
-        z = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
+        z = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)
         return io.TextIOWrapper(z, encoding="utf-8", newline=""), (z, raw)
     f = open(path, "w", encoding="utf-8", newline="")
     return f, ()

@@ -423,7 +423,7 @@ impl Config {
             }
         }
         if !self.state.dir.is_absolute() {
-            self.state.dir = self.base_dir.join(&self.state.dir);
+            self.state.dir = normalize(&self.base_dir.join(&self.state.dir));
         }
         Ok(())
     }
@@ -434,6 +434,26 @@ impl Config {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.target.connect_timeout)
+    }
+}
+
+/// `a/b/../c` → `a/c`, lexically (for paths shown to people).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
     }
 }
 

@@ -217,6 +217,9 @@ fn read_all(
                 Err(e @ ReadError::File { .. }) => Item::Failed(e),
             };
             let failed = matches!(item, Item::Failed(_));
+            if !matches!(item, Item::Done { .. }) {
+                stats.rows_parsed.fetch_add(1, Relaxed);
+            }
             let bytes = reader.bytes_read();
             stats.bytes_read.fetch_add(bytes.saturating_sub(last_bytes), Relaxed);
             last_bytes = bytes;

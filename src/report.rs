@@ -24,6 +24,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub throttles: AtomicU64,
     pub bytes_read: AtomicU64,
+    /// Rows the reader has parsed (it runs ahead of the senders).
+    pub rows_parsed: AtomicU64,
     /// Rows skipped because a checkpoint says they were already done.
     pub rows_resumed: AtomicU64,
 }
@@ -149,7 +151,11 @@ impl Progress {
     pub fn update(&self, stats: &Stats) {
         let done = stats.applied() + stats.rejected.load(Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
-        self.bar.set_position(stats.bytes_read.load(Relaxed));
+        // The reader runs ahead of the senders: count the bytes of the rows that are finished.
+        let parsed = stats.rows_parsed.load(Relaxed).max(1);
+        let fraction = (done as f64 / parsed as f64).min(1.0);
+        self.bar
+            .set_position((stats.bytes_read.load(Relaxed) as f64 * fraction) as u64);
         self.bar.set_message(format!(
             "{done} rows ({} rejected) · {:.0} rows/s",
             stats.rejected.load(Relaxed),

@@ -302,3 +302,31 @@ async fn gzip_and_zstd_sources_and_slow_responses_past_the_timeout() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("retries"));
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_and_ttl_column_reach_the_server_and_renames_apply() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    // `key` is renamed to `id`; rows with ttl 1 expire, rows with ttl 0 stay.
+    std::fs::write(
+        dir.path().join("a.csv"),
+        "key,title,ttl,vec\nt1,short,1,\"[1,2,3,4]\"\nt2,forever,0,\"[1,2,3,4]\"\nt3,short,1,\"[1,2,3,4]\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("b.jsonl"),
+        "{\"key\": \"t4\", \"title\": \"source ttl\", \"vec\": [1, 2, 3, 4]}\n",
+    )
+    .expect("write");
+    let cfg = config_text(&emu.endpoint(), "v2", "items", false, 0, &[])
+        + "\n[[sources]]\npath = \"a.csv\"\nop = \"upsert\"\nttl_column = \"ttl\"\ncolumns = { key = \"id\" }\n"
+        + "\n[[sources]]\npath = \"b.jsonl\"\nop = \"upsert\"\nttl = 1\ncolumns = { key = \"id\" }\n";
+    std::fs::write(dir.path().join("sync.toml"), cfg).expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(emu.records("items").expect("collection").len(), 4, "{}", text(&out));
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let left: Vec<String> = emu.records("items").expect("collection").into_keys().collect();
+    assert_eq!(left, vec!["t2".to_string()], "rows with a 1 s TTL expired");
+    emu.shutdown().await;
+}
