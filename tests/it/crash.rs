@@ -183,7 +183,19 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     // Every rejected row is in the dead-letter file, once.
     let dead = dead_letters(dir.path());
     let dead_set: BTreeSet<(String, u64)> = dead.iter().map(|(f, r, _)| (f.clone(), *r)).collect();
-    assert_eq!(dead.len(), dead_set.len(), "a rejected row appears twice");
+    if dead.len() != dead_set.len() {
+        let mut seen = BTreeSet::new();
+        let twice: Vec<&serde_json::Value> = dead
+            .iter()
+            .filter(|(f, r, _)| !seen.insert((f.clone(), *r)))
+            .map(|(_, _, e)| e)
+            .collect();
+        panic!(
+            "{} rejected rows appear twice, e.g. {:#?}",
+            twice.len(),
+            &twice[..twice.len().min(3)]
+        );
+    }
     assert_eq!(dead_set, expected_dead);
 
     // What restarts sent again: rows the emulator applied, minus the rows the input needs applied

@@ -7,4 +7,5 @@ mod demo;
 mod harness;
 mod interop;
 mod matrix;
+mod readers;
 mod resume;
