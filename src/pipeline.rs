@@ -656,6 +656,8 @@ impl Coordinator {
                     if self.in_flight.len() < self.concurrency && !self.batcher.has_ready() {
                         self.batcher.flush();
                     }
+                    // Rows a previous run finished only hold places: let the watermark pass them.
+                    self.tracker.advance();
                     progress.update(&self.stats);
                     if self.acked_since_commit > 0
                         && (self.last_commit.elapsed() >= self.commit_interval || self.acked_since_commit >= self.commit_rows)
@@ -670,6 +672,13 @@ impl Coordinator {
         }
         self.tracker.advance();
         progress.update(&self.stats);
+        // Everything read must be acknowledged by now; anything else is a bug, and is said so.
+        let pending = self.tracker.pending();
+        if pending > 0 || self.tracker.files.iter().any(|f| !f.done()) {
+            return Err(RunError::Send(SendError::Fatal(format!(
+                "internal accounting error: {pending} rows read were never acknowledged; the checkpoint keeps                  them ahead of the committed position. Please report this"
+            ))));
+        }
         Ok(())
     }
 

@@ -499,6 +499,24 @@ pub fn config_text(
     s
 }
 
+/// Starts the real binary with the test credentials and its output discarded.
+pub fn spawn_binary(dir: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"))
+        .args(args)
+        .current_dir(dir)
+        .env("VIKINGDB_AK", AK)
+        .env("VIKINGDB_SK", SK)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Writes `sync.toml` in `dir`.
+pub fn write_config(dir: &Path, text: &str) {
+    std::fs::write(dir.join("sync.toml"), text).expect("config");
+}
+
 /// Runs the real binary with the test credentials.
 pub async fn run_binary(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"));

@@ -12,7 +12,8 @@ fn all_rows(path: &std::path::Path, start: Option<source::Position>) -> Vec<(u64
     while let Some(next) = r.next_row() {
         match next {
             Ok(raw) => out.push((raw.row, raw.end, raw.to_json().to_string())),
-            Err(source::ReadError::Row { row, end, message, .. }) => out.push((row, end, format!("error: {message}"))),
+            // The message may name the line only when read from the start; compare the raw row.
+            Err(source::ReadError::Row { row, end, raw, .. }) => out.push((row, end, format!("error: {raw}"))),
             Err(e) => panic!("{e}"),
         }
     }
@@ -75,5 +76,5 @@ fn resuming_after_any_row_yields_exactly_the_rows_after_it() {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(lines.as_bytes()).expect("gz");
     std::fs::write(dir.path().join("b.jsonl.gz"), enc.finish().expect("gz")).expect("write");
-    check_every_resume(&dir.path().join("b.jsonl.gz"), 3);
+    check_every_resume(&dir.path().join("b.jsonl.gz"), 1);
 }

@@ -229,15 +229,7 @@ async fn two_processes_never_share_a_state_dir() {
         ),
     )
     .expect("config");
-    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"))
-        .args(["run", "--config", "sync.toml"])
-        .current_dir(dir.path())
-        .env("VIKINGDB_AK", AK)
-        .env("VIKINGDB_SK", SK)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut first = spawn_binary(dir.path(), &["run", "--config", "sync.toml"]);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let second = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     let shown = text(&second);
