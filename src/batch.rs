@@ -18,7 +18,7 @@ pub type BatchId = u64;
 pub struct Batch {
     pub id: BatchId,
     pub op: Op,
-    pub ttl: u32,
+    pub ttl: Option<u32>,
     pub records: Vec<Record>,
 }
 
@@ -167,7 +167,7 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::Arc;
 
-    fn rec(seq: u64, key: u8, op: Op, ttl: u32) -> Record {
+    fn rec(seq: u64, key: u8, op: Op, ttl: Option<u32>) -> Record {
         Record {
             key: PrimaryKey::Str(Arc::from(format!("k{key}"))),
             op,
@@ -192,7 +192,7 @@ mod tests {
         /// invariant the sender relies on.
         #[test]
         fn batches_keep_every_invariant(
-            rows in prop::collection::vec((0u8..12, op_strategy(), prop_oneof![Just(0u32), Just(60u32)]), 1..400),
+            rows in prop::collection::vec((0u8..12, op_strategy(), prop_oneof![Just(None), Just(Some(0u32)), Just(Some(60u32))]), 1..400),
             max_rows in 1usize..=100,
             vectorize in any::<bool>(),
             acks in prop::collection::vec(any::<prop::sample::Index>(), 0..2000),
@@ -263,9 +263,9 @@ mod tests {
     #[test]
     fn same_key_rows_wait_for_acknowledgement() {
         let mut b = Batcher::new(100, false);
-        b.push(rec(0, 1, Op::Upsert, 0));
-        b.push(rec(1, 2, Op::Upsert, 0));
-        b.push(rec(2, 1, Op::Delete, 0)); // same key: flushes the upsert batch and waits
+        b.push(rec(0, 1, Op::Upsert, None));
+        b.push(rec(1, 2, Op::Upsert, None));
+        b.push(rec(2, 1, Op::Delete, None)); // same key: flushes the upsert batch and waits
         let first = b.pop_ready().expect("upsert batch flushed");
         assert_eq!(first.records.len(), 2);
         assert_eq!(b.waiting_len(), 1);
@@ -282,10 +282,10 @@ mod tests {
     fn vectorize_writes_go_one_per_request_deletes_do_not() {
         let mut b = Batcher::new(100, true);
         for i in 0..3 {
-            b.push(rec(i, i as u8, Op::Upsert, 0));
+            b.push(rec(i, i as u8, Op::Upsert, None));
         }
         for i in 3..6 {
-            b.push(rec(i, i as u8, Op::Delete, 0));
+            b.push(rec(i, i as u8, Op::Delete, None));
         }
         b.flush();
         let sizes: Vec<usize> = std::iter::from_fn(|| b.pop_ready()).map(|x| x.records.len()).collect();

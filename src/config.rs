@@ -370,6 +370,15 @@ impl Config {
         if self.rate.batch_rows == 0 || self.rate.batch_rows > 100 {
             return Err("[rate] batch_rows must be between 1 and 100 (VikingDB's per-request limit)".into());
         }
+        if self.retry.initial_backoff > self.retry.max_backoff {
+            return Err("[retry] initial_backoff must not exceed max_backoff".into());
+        }
+        if self.state.commit_rows == 0 {
+            return Err("[state] commit_rows must be at least 1".into());
+        }
+        if self.emulator_faults.is_some() && !self.target.emulator {
+            return Err("[emulator_faults] applies only with [target] emulator = true".into());
+        }
         if self.retry.max_attempts == 0 {
             return Err("[retry] max_attempts must be at least 1".into());
         }
@@ -487,7 +496,8 @@ fn interpolate_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            match (env(name), default) {
+            // As in the shell, `${VAR:-default}` also takes the default when VAR is empty.
+            match (env(name).filter(|v| !(v.is_empty() && default.is_some())), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => return Err(format!("environment variable `{name}` is not set (used in `{s}`)")),
@@ -549,16 +559,19 @@ impl Credentials {
                 .map(|s| s.trim().to_string())
                 .map_err(|e| ConfigError::Credentials(format!("cannot read {}: {e}", full.display())))
         };
-        let api_key = match &auth.api_key_file {
-            Some(p) => Some(read(p)?),
-            None => env("VIKINGDB_API_KEY"),
-        };
-        if let Some(key) = api_key {
-            if config.target.api != ApiVersion::V2 {
+        // An API key is a V2 feature: a configured file with v1 is an error; the environment
+        // variable is simply not used for v1 (AK/SK are).
+        let api_key = match (&auth.api_key_file, config.target.api) {
+            (Some(_), ApiVersion::V1) => {
                 return Err(ConfigError::Credentials(
-                    "an API key works only with api = \"v2\"".into(),
+                    "[auth] api_key_file works only with api = \"v2\"; v1 signs with AK/SK".into(),
                 ));
             }
+            (Some(p), ApiVersion::V2) => Some(read(p)?),
+            (None, ApiVersion::V2) => env("VIKINGDB_API_KEY"),
+            (None, ApiVersion::V1) => None,
+        };
+        if let Some(key) = api_key {
             return Ok(Credentials::ApiKey(Secret::new(key)));
         }
         let ak = match &auth.access_key_file {
@@ -649,6 +662,9 @@ op = "upsert"
         let env = |n: &str| (n == "REGION").then(|| "cn-shanghai".to_string());
         assert_eq!(interpolate_str("${REGION}", &env).expect("set"), "cn-shanghai");
         assert_eq!(interpolate_str("a-${NOPE:-x}-b", &env).expect("default"), "a-x-b");
+        let empty = |n: &str| (n == "EMPTY").then(String::new);
+        assert_eq!(interpolate_str("${EMPTY:-d}", &empty).expect("empty"), "d");
+        assert_eq!(interpolate_str("[${EMPTY}]", &empty).expect("empty"), "[]");
         assert_eq!(interpolate_str("$$5 and $x", &env).expect("literal"), "$5 and $x");
         let err = interpolate_str("${NOPE}", &env).expect_err("unset");
         assert!(err.contains("NOPE"));
@@ -670,6 +686,21 @@ op = "upsert"
             !dbg.contains("SUPERSECRETVALUE") && !dbg.contains("TOKENVALUE"),
             "{dbg}"
         );
+        // VIKINGDB_API_KEY is a v2 thing: a v1 run with it set still signs with AK/SK.
+        let mut v1 = c.clone();
+        v1.target.api = ApiVersion::V1;
+        let with_key = |n: &str| match n {
+            "VIKINGDB_API_KEY" => Some("APIKEY".to_string()),
+            other => env(other),
+        };
+        assert!(matches!(
+            Credentials::load_with(&v1, &with_key),
+            Ok(Credentials::Signed { .. })
+        ));
+        assert!(matches!(
+            Credentials::load_with(&c, &with_key),
+            Ok(Credentials::ApiKey(_))
+        ));
         let none = Credentials::load_with(&c, &|_| None).expect_err("missing");
         assert!(none.to_string().contains("VIKINGDB_AK"));
     }

@@ -1,4 +1,4 @@
-//! The `vikingsync` command line: `run`, `validate`, `emulator`.
+//! The `vikingsync` command line: `run`, `validate`, `status`, `emulator`.
 //!
 //! Owns: argument parsing, logging setup, exit codes and what is printed at the end.
 //! Never: holds pipeline logic; it calls the library.
@@ -50,6 +50,7 @@ enum Command {
     ///
     /// Exit codes: 0 every row is valid; 2 some rows would be rejected; 1 the config or a file is unusable.
     Validate {
+        /// The TOML config (see docs/config.md).
         #[arg(long, short)]
         config: PathBuf,
         /// Read at most N rows of each file.
@@ -58,13 +59,13 @@ enum Command {
     },
     /// Show per-file progress from the checkpoint: rows done, applied, rejected, last commit.
     Status {
+        /// The TOML config (see docs/config.md).
         #[arg(long, short)]
         config: PathBuf,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Serve a local VikingDB data plane (V1 and V2) for tests and trials.
     Emulator(vikingsync::emulator::EmulatorArgs),
 }
 

@@ -101,9 +101,23 @@ pub struct SourceFile {
 pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), RunError> {
     let mut files = Vec::new();
     let mut mappings = Vec::new();
+    let mut seen: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
     for (i, s) in config.sources.iter().enumerate() {
         mappings.push(SourceMapping::from_config(s));
         for path in source::expand(&s.path, &config.base_dir)? {
+            // One file read by two sources would be sent twice and checkpointed once.
+            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if let Some(first) = seen.insert(canonical, i) {
+                return Err(ReadError::File {
+                    file: path,
+                    message: format!(
+                        "matched by [[sources]] #{} and #{}; a file may belong to one source only",
+                        first + 1,
+                        i + 1
+                    ),
+                }
+                .into());
+            }
             let mut options = ReadOptions {
                 format: s.format,
                 ..ReadOptions::default()
@@ -539,6 +553,7 @@ async fn run_inner(
         .map_err(state_err)?;
 
     let tracker = Tracker::new(files.len(), |i| (files[i].start, plans[i].applied, plans[i].rejected));
+    let rejected_before: u64 = plans.iter().map(|p| p.rejected).sum();
     let window = config.rate.concurrency * config.rate.batch_rows;
     let mut coordinator = Coordinator {
         files,
@@ -554,6 +569,8 @@ async fn run_inner(
         concurrency: config.rate.concurrency,
         window,
         max_rejected: config.state.max_rejected_rows,
+        rejected_before,
+        primary_key: Arc::from(config.collection.primary_key.as_str()),
         commit_interval: Duration::from_secs_f64(config.state.commit_interval),
         commit_rows: config.state.commit_rows,
         acked_since_commit: 0,
@@ -592,6 +609,9 @@ struct Coordinator {
     /// Rows read but not yet below the watermark, at most: bounds what a crash makes us re-send.
     window: usize,
     max_rejected: Option<u64>,
+    /// Rows earlier runs of this backfill rejected (from the checkpoint).
+    rejected_before: u64,
+    primary_key: Arc<str>,
     commit_interval: Duration,
     commit_rows: u64,
     acked_since_commit: u64,
@@ -766,7 +786,8 @@ impl Coordinator {
         // and a resume cuts the file back to it, so each rejected row appears exactly once.
         self.dead.append(&entry).map_err(|e| self.state_error(e))?;
         self.tracker.rejected(origin);
-        let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1;
+        // The limit counts the whole backfill, earlier runs of it included.
+        let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1 + self.rejected_before;
         match self.max_rejected {
             Some(limit) if rejected > limit => Err(RunError::TooManyRejected {
                 rejected,
@@ -786,8 +807,12 @@ impl Coordinator {
         self.batcher.acknowledge(batch.records.iter().map(|r| &r.key));
         let mut outcome = Ok(());
         for (rec, err) in result.rejected {
-            let record =
-                serde_json::from_str(&rec.json).unwrap_or_else(|_| serde_json::json!({ "key": rec.key.to_json() }));
+            // Deletes carry only their key: record it under the key's field name so it can be replayed.
+            let record = serde_json::from_str(&rec.json).unwrap_or_else(|_| {
+                let mut m = serde_json::Map::new();
+                m.insert(self.primary_key.to_string(), rec.key.to_json());
+                serde_json::Value::Object(m)
+            });
             let entry = Entry {
                 file: self.files[rec.origin.file].path.display().to_string(),
                 row: rec.origin.row,
@@ -876,9 +901,10 @@ pub struct FileStatus {
     pub applied: u64,
     pub rejected: u64,
     pub done: bool,
-    /// For CSV/JSONL: bytes before the committed position.
+    /// For uncompressed CSV/JSONL: bytes before the committed position.
     pub bytes_done: Option<u64>,
-    /// `not started`, `unchanged`, `grew`, `changed: …`, or `gone` for a checkpointed file no source matches.
+    /// `not started`, `unchanged`, `grew since`, `changed: …`, `unreadable: …`, or
+    /// `gone (no source matches it now)` for a checkpointed file no source matches.
     pub standing: String,
 }
 
@@ -930,7 +956,11 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
                     Ok(Standing::Changed(why)) => format!("changed: {why}"),
                     Err(err) => format!("unreadable: {err}"),
                 };
-                file_status(f.path.clone(), size, e, standing)
+                let plain = matches!(
+                    source::detect(&f.path, f.options.format),
+                    Ok((_, source::Compression::None))
+                );
+                file_status(f.path.clone(), size, e, standing, plain)
             }
         };
         out.push(line);
@@ -943,6 +973,7 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
                     e.fingerprint.size,
                     e,
                     "gone (no source matches it now)".into(),
+                    false,
                 ));
             }
         }
@@ -967,7 +998,8 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
     })
 }
 
-fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String) -> FileStatus {
+/// `plain`: an uncompressed CSV/JSONL file, whose byte position is a share of its size.
+fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String, plain: bool) -> FileStatus {
     FileStatus {
         path,
         size,
@@ -976,7 +1008,7 @@ fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String) -
         rejected: e.rejected,
         done: e.done,
         bytes_done: match e.position {
-            Some(Position::Offset { byte, .. }) => Some(byte),
+            Some(Position::Offset { byte, .. }) if plain => Some(byte),
             _ => None,
         },
         standing,

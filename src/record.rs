@@ -137,8 +137,9 @@ pub struct Origin {
 pub struct Record {
     pub key: PrimaryKey,
     pub op: Op,
-    /// Seconds; 0 = never expire. Request-level in VikingDB, so it groups batches.
-    pub ttl: u32,
+    /// Seconds (0 = never expire), when the source sets one; `None` sends no `ttl` and leaves the
+    /// server's default. Request-level in VikingDB, so it groups batches.
+    pub ttl: Option<u32>,
     /// The row as a JSON object (primary key included), serialised once when the row was typed.
     /// Empty for deletes, which send only the key.
     pub json: Box<str>,

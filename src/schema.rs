@@ -130,7 +130,7 @@ pub struct Schema {
 pub struct SourceMapping {
     pub op: Option<Op>,
     pub op_column: Option<String>,
-    pub ttl: u32,
+    pub ttl: Option<u32>,
     pub ttl_column: Option<String>,
     pub renames: BTreeMap<String, String>,
 }
@@ -140,7 +140,7 @@ impl SourceMapping {
         SourceMapping {
             op: s.op,
             op_column: s.op_column.clone(),
-            ttl: s.ttl.unwrap_or(0),
+            ttl: s.ttl,
             ttl_column: s.ttl_column.clone(),
             renames: s.columns.clone(),
         }
@@ -188,7 +188,7 @@ impl Schema {
                 match cell {
                     Cell::Null => {}
                     other => match coerce_int(other) {
-                        Ok(v) if (0..=i64::from(u32::MAX)).contains(&v) => ttl = v as u32,
+                        Ok(v) if (0..=i64::from(u32::MAX)).contains(&v) => ttl = Some(v as u32),
                         Ok(v) => problems.push(format!("ttl column `{col}`: {v} is not a TTL in seconds (0..2^32)")),
                         Err(e) => problems.push(format!("ttl column `{col}`: {e}")),
                     },
@@ -224,6 +224,15 @@ impl Schema {
             }
         }
 
+        if op.is_none() && problems.is_empty() {
+            problems.push(match &map.op_column {
+                Some(c) if c == crate::source::DEAD_LETTER_OP_COLUMN => {
+                    "the dead-letter entry has no op; set `op` on this source to say what to do with it".to_string()
+                }
+                Some(c) => format!("op column `{c}` is missing from this row"),
+                None => "no op: set `op` or `op_column` on the source".to_string(),
+            });
+        }
         if key.is_none() && !problems.iter().any(|p| p.starts_with("primary key")) {
             problems.push(format!("primary key `{}` is missing", self.primary_key));
         }
@@ -591,7 +600,7 @@ mod tests {
         SourceMapping {
             op: Some(op),
             op_column: None,
-            ttl: 0,
+            ttl: None,
             ttl_column: None,
             renames: BTreeMap::new(),
         }
@@ -689,6 +698,14 @@ mod tests {
         let r = row(&[("op", text("DELETE")), ("id", text("12")), ("score", text("junk"))]);
         let rec = schema().coerce(&r, &m, origin()).expect("delete");
         assert_eq!(rec.op, Op::Delete);
+        let missing = schema()
+            .coerce(&row(&[("id", text("1"))]), &m, origin())
+            .expect_err("no op");
+        assert!(
+            missing.reason.contains("op column `op` is missing"),
+            "{}",
+            missing.reason
+        );
         let bad = schema().coerce(&row(&[("op", text("merge")), ("id", text("1"))]), &m, origin());
         assert!(bad.expect_err("bad op").reason.contains("merge"));
     }
@@ -703,7 +720,7 @@ mod tests {
             ("ttl", Cell::Int(60)),
         ]);
         let rec = schema().coerce(&r, &m, origin()).expect("valid");
-        assert_eq!(rec.ttl, 60);
+        assert_eq!(rec.ttl, Some(60));
         assert_eq!(&*rec.json, r#"{"id":1,"vec":[0.1,0.2,0.3,0.4]}"#);
     }
 }

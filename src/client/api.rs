@@ -34,7 +34,14 @@ pub fn path(api: ApiVersion, op: Op) -> &'static str {
 }
 
 /// Builds the JSON body for `records` (all of `op`, one TTL), from their pre-serialised rows.
-pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: u32, ignore_unknown: bool, records: &[Record]) -> Bytes {
+pub fn body(
+    api: ApiVersion,
+    locator: &Locator,
+    op: Op,
+    ttl: Option<u32>,
+    ignore_unknown: bool,
+    records: &[Record],
+) -> Bytes {
     let rows_len: usize = records.iter().map(|r| r.json.len() + 1).sum();
     let mut out = Vec::with_capacity(rows_len + 128);
     out.push(b'{');
@@ -71,7 +78,9 @@ pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: u32, ignore_unknown
             out.extend_from_slice(r.json.as_bytes());
         }
         out.push(b']');
-        out.extend_from_slice(format!(",\"ttl\":{ttl}").as_bytes());
+        if let Some(ttl) = ttl {
+            out.extend_from_slice(format!(",\"ttl\":{ttl}").as_bytes());
+        }
         if ignore_unknown {
             out.extend_from_slice(b",\"ignore_unknown_fields\":true");
         }
@@ -240,7 +249,7 @@ mod tests {
         Record {
             key,
             op: Op::Upsert,
-            ttl: 0,
+            ttl: None,
             json: json.into(),
             origin: Origin {
                 file: 0,
@@ -257,23 +266,33 @@ mod tests {
             rec(PrimaryKey::Str(Arc::from("a\"b")), r#"{"id":"a\"b"}"#),
         ];
         let loc = Locator::Name("c".into());
-        let b = body(ApiVersion::V2, &loc, Op::Upsert, 60, false, &recs);
+        let b = body(ApiVersion::V2, &loc, Op::Upsert, Some(60), false, &recs);
         assert_eq!(
             &b[..],
             br#"{"collection_name":"c","data":[{"id":1,"v":[0.5]},{"id":"a\"b"}],"ttl":60}"#
         );
-        let b = body(ApiVersion::V1, &Locator::Alias("al".into()), Op::Update, 0, true, &recs);
-        assert_eq!(&b[..], br#"{"collection_alias":"al","fields":[{"id":1,"v":[0.5]},{"id":"a\"b"}],"ttl":0,"ignore_unknown_fields":true}"#);
+        let b = body(
+            ApiVersion::V1,
+            &Locator::Alias("al".into()),
+            Op::Update,
+            None,
+            true,
+            &recs,
+        );
+        assert_eq!(
+            &b[..],
+            br#"{"collection_alias":"al","fields":[{"id":1,"v":[0.5]},{"id":"a\"b"}],"ignore_unknown_fields":true}"#
+        );
         let b = body(
             ApiVersion::V2,
             &Locator::ResourceId("r".into()),
             Op::Delete,
-            0,
+            None,
             false,
             &recs,
         );
         assert_eq!(&b[..], br#"{"resource_id":"r","ids":[1,"a\"b"]}"#);
-        let b = body(ApiVersion::V1, &loc, Op::Delete, 0, false, &recs);
+        let b = body(ApiVersion::V1, &loc, Op::Delete, None, false, &recs);
         assert_eq!(&b[..], br#"{"collection_name":"c","primary_keys":[1,"a\"b"]}"#);
         serde_json::from_slice::<serde_json::Value>(&b).expect("valid JSON");
     }

@@ -169,7 +169,7 @@ impl Sender {
         Ok(result)
     }
 
-    async fn send_with_retry(&self, op: Op, ttl: u32, rows: &[Record]) -> Result<Sent, SendError> {
+    async fn send_with_retry(&self, op: Op, ttl: Option<u32>, rows: &[Record]) -> Result<Sent, SendError> {
         let t = &self.target;
         let body = api::body(t.api, &t.locator, op, ttl, t.ignore_unknown_fields, rows);
         let hash = sign::sha256_hex(&body);

@@ -449,6 +449,7 @@ async fn process_inner(
             };
             note_largest(shared, op, rows.len());
             let ttl = ttl_param(&body)?;
+            let given_ttl = body.contains_key("ttl").then_some(ttl);
             let ignore_unknown = bool_param(&body, "ignore_unknown_fields")?;
             bool_param(&body, "async")?;
             let c = lock(cell);
@@ -456,7 +457,7 @@ async fn process_inner(
             if op == Op::Upsert {
                 Prepared::Upsert { rows, ttl }
             } else {
-                Prepared::Update { rows, ttl }
+                Prepared::Update { rows, ttl: given_ttl }
             }
         }
         Op::Delete => {

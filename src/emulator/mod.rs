@@ -52,8 +52,8 @@
 //!   sparse_vector, text or image field refuses the request; missing date_time and geo_point
 //!   fields stay absent.
 //! - `ttl` is seconds from the time the request is applied; `null` or absent means 0 (never
-//!   expires). An update's `ttl` replaces the record's TTL, so an update without `ttl` makes the
-//!   record permanent (py-v1 always sends `ttl: 0` on update). Expired records are invisible to
+//!   expires). An update's `ttl` (when the request has one; `null` counts as 0, as py-v1 sends it) replaces
+//!   the record's TTL; an update without `ttl` keeps it. Expired records are invisible to
 //!   fetch, dump, `records()` and update (lazy expiry).
 //! - `async: true` is accepted and applied synchronously (visible at once, same quota pool).
 //! - Quota: rows of upsert, update and delete share one pool per collection (`del_all` costs

@@ -48,8 +48,15 @@ pub(crate) type Rows = Vec<(String, Map<String, Value>)>;
 /// A validated write, ready to apply. Keys are PK texts; rows hold normalized values.
 #[derive(Debug, Clone)]
 pub(crate) enum Prepared {
-    Upsert { rows: Rows, ttl: u64 },
-    Update { rows: Rows, ttl: u64 },
+    Upsert {
+        rows: Rows,
+        ttl: u64,
+    },
+    /// `ttl: None` (absent from the request) keeps each record's TTL.
+    Update {
+        rows: Rows,
+        ttl: Option<u64>,
+    },
     Delete(Vec<String>),
     DeleteAll,
 }
@@ -151,7 +158,7 @@ impl Collection {
                 }
             }
             Prepared::Update { rows, ttl } => {
-                let expires = expiry(now, *ttl);
+                let expires = ttl.map(|t| expiry(now, t));
                 // Stage every change first so a missing key refuses the whole request.
                 let mut staged: BTreeMap<&str, Stored> = BTreeMap::new();
                 for (key, row) in rows {
@@ -164,7 +171,9 @@ impl Collection {
                             for (name, value) in row {
                                 rec.fields.insert(name.clone(), value.clone());
                             }
-                            rec.expires = expires;
+                            if let Some(e) = expires {
+                                rec.expires = e;
+                            }
                             rec
                         }
                         (None, UpdateMissing::Error) => {
@@ -181,7 +190,10 @@ impl Collection {
                             let mut fields = row.clone();
                             fill_defaults(&self.spec, &mut fields)
                                 .map_err(|e| Failure::Invalid(format!("update of missing key {key}: {e}")))?;
-                            Stored { fields, expires }
+                            Stored {
+                                fields,
+                                expires: expires.flatten(),
+                            }
                         }
                     };
                     staged.insert(key, next);
@@ -428,7 +440,7 @@ fn check_value(t: FieldType, value: &Value, dim: Option<usize>) -> Result<(), St
         FieldType::GeoPoint => match value.as_str() {
             Some(s) if geo_point_ok(s) => Ok(()),
             Some(s) => Err(format!(
-                "`{s}` is not a geo_point \"longitude,latitude\" with lon in [-180,180] and lat in [-90,90]"
+                "`{s}` is not a geo_point \"longitude,latitude\" with lon in (-180,180) and lat in (-90,90)"
             )),
             None => expected("a \"longitude,latitude\" string"),
         },
@@ -456,7 +468,8 @@ fn geo_point_ok(s: &str) -> bool {
         return false;
     };
     match (lon.trim().parse::<f64>(), lat.trim().parse::<f64>()) {
-        (Ok(lon), Ok(lat)) => (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat),
+        // Open intervals, as the API docs give them: lon in (-180, 180), lat in (-90, 90).
+        (Ok(lon), Ok(lat)) => lon > -180.0 && lon < 180.0 && lat > -90.0 && lat < 90.0,
         _ => false,
     }
 }
@@ -488,6 +501,7 @@ mod unit {
         assert!(!parse_date_time("2025-08-12 11:33:56"));
         assert!(geo_point_ok("116.408108,39.915023"));
         assert!(!geo_point_ok("200,10"));
+        assert!(!geo_point_ok("180,10"), "the bounds are open");
         assert!(!geo_point_ok("1;2"));
         assert!(check_value(FieldType::Int64, &json!(1.0), None).is_err());
         assert!(check_value(FieldType::Int64, &json!(u64::MAX), None).is_err());

@@ -557,6 +557,14 @@ async fn ttl_rules_and_expiry() {
         )
         .await,
     );
+    // An update without ttl keeps the record's TTL.
+    assert_ok(
+        &c.v2(
+            "update",
+            json!({"collection_name": "docs", "data": [{"id": "short", "tag": "still short"}]}),
+        )
+        .await,
+    );
     assert_eq!(e.records("docs").expect("docs").len(), 3);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let live = e.records("docs").expect("docs");

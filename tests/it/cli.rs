@@ -148,6 +148,9 @@ async fn too_many_rejected_rows_exit_2() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
     assert!(shown.contains("max_rejected_rows"), "{shown}");
+    // The limit counts the whole backfill: running again does not start the count from zero.
+    let again = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     emu.shutdown().await;
 }
 
@@ -200,6 +203,24 @@ async fn help_version_and_config_errors() {
         let out = run_binary(dir.path(), sub).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
+    // One file matched by two sources is refused, naming both.
+    std::fs::write(dir.path().join("a.csv"), "id\nk1\n").expect("write");
+    let cfg = config_text(
+        "http://127.0.0.1:9",
+        "v2",
+        "items",
+        false,
+        0,
+        &[("a.csv".into(), Some("upsert")), ("*.csv".into(), Some("delete"))],
+    );
+    write_cfg(dir.path(), &cfg);
+    let out = run_binary(dir.path(), &["validate", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("matched by [[sources]] #1 and #2"),
+        "{}",
+        text(&out)
+    );
     let cfg = config_text(
         "http://127.0.0.1:9",
         "v2",

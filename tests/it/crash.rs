@@ -23,7 +23,9 @@ const COMMIT_INTERVAL: f64 = 0.05;
 /// acknowledged above it). Returns the entries that break it.
 fn committed_dead_letters_not_done(dir: &std::path::Path) -> Vec<String> {
     let state = dir.join("state");
-    let Ok(Some(cp)) = vikingsync::checkpoint::load(&state) else { return Vec::new() };
+    let Ok(Some(cp)) = vikingsync::checkpoint::load(&state) else {
+        return Vec::new();
+    };
     let bytes = std::fs::read(state.join("dead-letter.jsonl")).unwrap_or_default();
     let committed = &bytes[..bytes.len().min(cp.dead_letter_len as usize)];
     let mut bad = Vec::new();
@@ -159,7 +161,10 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     // Defaults for CI; a stress run can ask for more and shorter-lived runs.
     let env_num = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let total_kills = env_num("VIKINGSYNC_CRASH_KILLS", 25);
-    let (min_ms, span_ms) = (env_num("VIKINGSYNC_CRASH_MIN_MS", 100), env_num("VIKINGSYNC_CRASH_SPAN_MS", 200));
+    let (min_ms, span_ms) = (
+        env_num("VIKINGSYNC_CRASH_MIN_MS", 100),
+        env_num("VIKINGSYNC_CRASH_SPAN_MS", 200),
+    );
     while kills < total_kills {
         let mut child = spawn_binary(dir.path(), &["run", "--config", "sync.toml"]);
         tokio::time::sleep(Duration::from_millis(min_ms + rng.below(span_ms))).await;
@@ -170,7 +175,10 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         let _ = child.wait().await;
         kills += 1;
         let broken = committed_dead_letters_not_done(dir.path());
-        assert!(broken.is_empty(), "after kill {kills}: committed dead letters for rows not done: {broken:?}");
+        assert!(
+            broken.is_empty(),
+            "after kill {kills}: committed dead letters for rows not done: {broken:?}"
+        );
         if kills == 12 {
             torn = tear_newest_checkpoint(&dir.path().join("state"));
         }
@@ -233,7 +241,7 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let resent = applied_total.saturating_sub(needed + stats.rows_applied_unacknowledged);
     let window = (CONCURRENCY * BATCH) as u64;
     let per_commit = (f64::from(RATE) * COMMIT_INTERVAL).ceil() as u64;
-    let bound = kills as u64 * (window + per_commit);
+    let bound = kills * (window + per_commit);
     println!(
         "crash test: {kills} kills ({kills_while_running} mid-run) in {:.1}s; rows applied {applied_total}, needed {needed}, \
          fault re-sends {}, restart re-sends {resent} ({:.1} per restart; bound {} per restart)",
