@@ -23,7 +23,7 @@ def fmt(v, nd=2) -> str:
 
 
 def cpu(r: dict) -> str:
-    if "client_user_s" in r:
+    if "client_user_s" in r and "client_sys_s" in r:
         return f"{r['client_user_s'] + r['client_sys_s']:.2f}"
     return ""
 
@@ -110,6 +110,19 @@ def main() -> None:
               " / ".join(fmt(x, 1) for x in r.get("rss_quartiles_mb") or []), cpu(r),
               fmt(r.get("reader_cpu_s")), fmt(r["emulator_cpu_s"]), fmt(r.get("emulator_peak_rss_mb"), 0),
               fmt(r.get("foreign_cpu_s"))] for r in e],
+        )
+
+    h = by("h-")
+    if h:
+        print("### (h) jitter vs a fixed latency of the same mean (200 ms): concurrency 8, 30k rows\n")
+        table(
+            ["run", "latency ms", "rows/s", "latency-only bound rows/s", "wall s", "requests",
+             "client CPU s", "emulator CPU s", "other procs CPU s"],
+            [[r["name"], f"{r['latency_ms']} + U(0..{r['jitter_ms']})" if r["jitter_ms"] else str(r["latency_ms"]),
+              fmt(r.get("throughput")),
+              fmt(round(r["concurrency"] * 100 / ((r["latency_ms"] + r["jitter_ms"] / 2) / 1000))),
+              fmt(r["wall_s"]), fmt(r.get("requests")), cpu(r), fmt(r["emulator_cpu_s"]),
+              fmt(r.get("foreign_cpu_s"))] for r in h],
         )
 
     p = by("p-")

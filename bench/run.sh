@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # vikingsync end-to-end benchmarks: the real binary against `vikingsync emulator` on loopback.
 #
-#   bash bench/run.sh                 # every scenario, ~4-5 minutes on 2 cores
-#   bash bench/run.sh a c             # only some scenarios (a b c d e p)
+#   bash bench/run.sh                 # every scenario: ~3 minutes on 2 cores (+ up to 60 s of
+#                                     # waiting if other processes keep the CPU busy)
+#   bash bench/run.sh a c             # only some scenarios (a b c d e h p)
 #
 # Scenarios (all over 127.0.0.1 only; every process is started here and stopped here):
 #   a  100k rows, 128-dim, CSV and JSONL, unlimited quota, concurrency 8: raw pipeline throughput
@@ -11,6 +12,8 @@
 #   c  emulator latency 20 ms ± 10 ms (10 + uniform 0..20), unlimited, concurrency 1 / 8 / 32
 #   d  the 100k CSV and JSONL files gzip-compressed
 #   e  768-dim vectors, 10k vs 100k rows: peak RSS must not grow with the file
+#   h  concurrency 8, latency 200 ms fixed vs 100 + uniform 0..200 ms (same mean): what jitter
+#      costs when the in-flight window is counted from the oldest unacknowledged row
 #   p  scenario a (CSV) again under `perf stat` (skipped when perf cannot count)
 #
 # Environment knobs:
@@ -21,6 +24,8 @@
 #   BENCH_QUOTA      the quota of scenario b (default 1500)
 #   BENCH_ROWS       rows of the big files (default 100000)
 #   BENCH_REPEAT     how many times scenario a runs each file (default 3)
+#   BENCH_RUN_TIMEOUT  seconds before a run is killed (default 150)
+#   BENCH_QUIET_MAX / BENCH_QUIET_BUDGET  see wait_quiet below
 #
 # Output: a table per scenario on stdout, and $BENCH_DIR/results.jsonl (one JSON object per run).
 set -euo pipefail
@@ -30,10 +35,10 @@ BIN="${VIKINGSYNC_BIN:-$ROOT/target/release/vikingsync}"
 QUOTA="${BENCH_QUOTA:-1500}"
 ROWS="${BENCH_ROWS:-100000}"
 REPEAT="${BENCH_REPEAT:-3}"  # runs of each scenario-a file (the numbers vary by ~10 % run to run)
-SCENARIOS="${*:-a b c d e p}"
+SCENARIOS="${*:-a b c d e h p}"
 AK="AKBENCHMARK"
 SK="SKBENCHMARKSECRET"
-RUN_TIMEOUT=150          # seconds; a run that takes longer is killed and reported as failed
+RUN_TIMEOUT="${BENCH_RUN_TIMEOUT:-150}"  # seconds; a longer run is killed and reported as failed
 
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
@@ -53,7 +58,13 @@ fi
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 EMU_PID=""
+RUN_PID=""
 cleanup() {
+    # `timeout` passes the TERM on to the client it runs.
+    if [[ -n "$RUN_PID" ]] && kill -0 "$RUN_PID" 2>/dev/null; then
+        kill -TERM "$RUN_PID" 2>/dev/null || true
+        wait "$RUN_PID" 2>/dev/null || true
+    fi
     if [[ -n "$EMU_PID" ]] && kill -0 "$EMU_PID" 2>/dev/null; then
         kill -TERM "$EMU_PID" 2>/dev/null || true
         wait "$EMU_PID" 2>/dev/null || true
@@ -81,11 +92,11 @@ t0=$SECONDS
 echo "# generating data in $WORK" >&2
 if want a || want d || want p; then gen --rows "$ROWS" --out "$WORK/data/rows100k" --format csv jsonl; fi
 if want d; then gen --rows "$ROWS" --out "$WORK/data/rows100k" --format csv jsonl --gzip; fi
-if want b || want c; then gen --rows 30000 --out "$WORK/data/rows30k" --format csv; fi
+if want b || want c || want h; then gen --rows 30000 --out "$WORK/data/rows30k" --format csv; fi
 if want e; then
     gen --rows 10000 --dim 768 --out "$WORK/data/d768-10k" --format csv
     # 10k distinct keys, so the emulator stores the same 10k records in both runs (its store keeps
-    # vectors as JSON values, ~40 KB a 768-dim row): the client is what this scenario measures.
+    # vectors as JSON values, ~60 KB a 768-dim record): the client is what this scenario measures.
     gen --rows "$ROWS" --dim 768 --keys 10000 --out "$WORK/data/d768-100k" --format csv
 fi
 echo "# data ready in $((SECONDS - t0))s" >&2
@@ -145,17 +156,21 @@ machine_busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 vm_hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }  # peak RSS
 
-# wait_quiet: the machine is shared (2 cores). Before a run, wait up to BENCH_QUIET_MAX seconds
-# (default 30) for other processes to use less than 0.3 cores, measured over 0.5 s. Each run
-# still reports the CPU other processes used while it ran ("other procs cpu s").
+# wait_quiet: the machine may be shared (2 cores). Before a run, wait up to BENCH_QUIET_MAX seconds
+# (default 10; at most BENCH_QUIET_BUDGET seconds in all, default 60) for other processes to use
+# less than 0.3 cores, measured over 0.5 s. Each run reports the CPU other processes used while it
+# ran ("other procs CPU s"), so a disturbed run can be told from a clean one.
+QUIET_LEFT=$((${BENCH_QUIET_BUDGET:-60} * 2))  # in half-seconds
 wait_quiet() {
-    local max="${BENCH_QUIET_MAX:-30}" i b0 b1
-    for ((i = 0; i < max * 2; i++)); do
+    local max=$((${BENCH_QUIET_MAX:-10} * 2)) i b0 b1
+    if ((max == 0 || QUIET_LEFT <= 0)); then return 0; fi
+    for ((i = 0; i < max && QUIET_LEFT > 0; i++)); do
         b0=$(machine_busy_ticks); sleep 0.5; b1=$(machine_busy_ticks)
         # quiet: busy ticks in 0.5 s < 0.3 cores * 0.5 s * CLK_TCK
         if (((b1 - b0) * 20 < 3 * CLK_TCK)); then return 0; fi
+        QUIET_LEFT=$((QUIET_LEFT - 1))
     done
-    echo "  (the machine is still busy after ${max}s of waiting; running anyway)" >&2
+    echo "  (other processes are using the CPU; running anyway)" >&2
 }
 
 # --- one run ------------------------------------------------------------------------------------
@@ -207,13 +222,16 @@ EOF
     if [[ $HAVE_TIME == 1 ]]; then wrap=(/usr/bin/time -v -o "$dir/time.txt" "${wrap[@]}"); fi
     local rc=0 start end
     start=$(date +%s.%N)
-    VIKINGDB_AK="$AK" VIKINGDB_SK="$SK" timeout "$RUN_TIMEOUT" "${wrap[@]}" "${cmd[@]}" \
+    env -u VIKINGDB_API_KEY -u VIKINGDB_SESSION_TOKEN -u VOLC_SESSION_TOKEN \
+        VIKINGDB_AK="$AK" VIKINGDB_SK="$SK" timeout -k 10 "$RUN_TIMEOUT" "${wrap[@]}" "${cmd[@]}" \
         >"$dir/stdout" 2>"$dir/stderr" &
     local run_pid=$!
+    RUN_PID=$run_pid
     # Per-thread CPU and an RSS timeline of the client, from /proc, until it exits.
     python3 "$ROOT/bench/sample.py" "$run_pid" "$BIN" "$dir/sample.json" 0.1 &
     local sampler=$!
     wait "$run_pid" || rc=$?
+    RUN_PID=""
     end=$(date +%s.%N)
     wait "$sampler" || true
     local emu_cpu1 emu_hwm busy1
@@ -248,10 +266,14 @@ r["throughput"] = int(m.group(1)) if m else None
 tf = os.path.join(d, "time.txt")
 if os.path.exists(tf):
     t = open(tf).read()
-    g = lambda pat: re.search(pat, t)
-    r["client_peak_rss_mb"] = round(int(g(r"Maximum resident set size \(kbytes\): (\d+)").group(1)) / 1024, 1)
-    r["client_user_s"] = float(g(r"User time \(seconds\): ([\d.]+)").group(1))
-    r["client_sys_s"] = float(g(r"System time \(seconds\): ([\d.]+)").group(1))
+    for key, pat, conv in (
+        ("client_peak_rss_mb", r"Maximum resident set size \(kbytes\): (\d+)", lambda v: round(int(v) / 1024, 1)),
+        ("client_user_s", r"User time \(seconds\): ([\d.]+)", float),
+        ("client_sys_s", r"System time \(seconds\): ([\d.]+)", float),
+    ):
+        m = re.search(pat, t)
+        if m:
+            r[key] = conv(m.group(1))
 smp = {}
 try:
     smp = json.load(open(os.path.join(d, "sample.json")))
@@ -260,7 +282,7 @@ except Exception:
 # CPU the rest of the machine used meanwhile (other jobs, the sampler, this script): on 2 shared
 # cores anything well above ~0.1 s per second of wall time means the run was disturbed.
 busy = (int(busy1) - int(busy0)) / int(tck)
-client = r.get("client_user_s", 0) + r.get("client_sys_s", 0) if "client_user_s" in r \
+client = r.get("client_user_s", 0) + r.get("client_sys_s", 0) if "client_sys_s" in r \
     else sum(smp.get("threads_cpu_s", {}).values())
 r["machine_busy_s"] = round(busy, 2)
 r["foreign_cpu_s"] = round(max(0.0, busy - client - r["emulator_cpu_s"]), 2)
@@ -332,8 +354,13 @@ if want e; then
     bench e-d768-10k "$D/d768-10k.csv" 0 8 768 0 0
     bench e-d768-100k "$D/d768-100k.csv" 0 8 768 0 0
 fi
+if want h; then
+    echo "# h: same mean latency (200 ms), fixed vs jittered, concurrency 8, 30k rows" >&2
+    bench h-fixed200 "$D/rows30k.csv" 0 8 128 200 0
+    bench h-jitter100-300 "$D/rows30k.csv" 0 8 128 100 200
+fi
 if want p; then
-    if perf stat -e task-clock -o /dev/null -- true 2>/dev/null; then
+    if command -v perf >/dev/null && perf stat -e task-clock -o /dev/null -- true 2>/dev/null; then
         echo "# p: scenario a (CSV) under perf stat" >&2
         bench p-csv-perf "$D/rows100k.csv" 0 8 128 0 0 perf
     else
@@ -343,4 +370,8 @@ fi
 
 # --- tables -------------------------------------------------------------------------------------
 python3 "$ROOT/bench/report.py" "$RESULTS"
-echo "# results: $RESULTS (total $((SECONDS - t0))s)" >&2
+if [[ "${BENCH_KEEP:-0}" != 1 && -z "${BENCH_DIR:-}" ]]; then
+    echo "# total $((SECONDS - t0))s; work dir removed (BENCH_KEEP=1 keeps it)" >&2
+else
+    echo "# total $((SECONDS - t0))s; results: $RESULTS" >&2
+fi
