@@ -40,10 +40,63 @@ impl FileProgress {
         self.read_to_end && self.slots.is_empty()
     }
 
-    /// Row numbers above the watermark that are already acknowledged: a resume skips them, so a
-    /// crash re-sends only what was in flight.
-    pub fn acknowledged_above(&self) -> Vec<u64> {
-        self.slots.iter().filter(|s| s.done).map(|s| s.row).collect()
+    /// Rows above the watermark that are already acknowledged, as inclusive ranges of row
+    /// numbers: a resume skips them, so a crash re-sends only what was in flight.
+    pub fn acknowledged_above(&self) -> Vec<RowRange> {
+        let mut ranges: Vec<RowRange> = Vec::new();
+        for s in self.slots.iter().filter(|s| s.done) {
+            match ranges.last_mut() {
+                Some(r) if r[1] + 1 == s.row => r[1] = s.row,
+                _ => ranges.push([s.row, s.row]),
+            }
+        }
+        ranges
+    }
+}
+
+/// An inclusive range of row numbers.
+pub type RowRange = [u64; 2];
+
+/// Whether `row` is in one of the sorted, disjoint `ranges`.
+pub fn in_ranges(ranges: &[RowRange], row: u64) -> bool {
+    let i = ranges.partition_point(|r| r[0] <= row);
+    i > 0 && ranges[i - 1][1] >= row
+}
+
+/// The union of `ours` with the parts of `inherited` after row `above`, as sorted, disjoint,
+/// coalesced ranges. A resumed run must keep the acknowledgements it inherited for rows it has
+/// not read yet, or their dead letters would be written again after the next restart.
+pub fn merge_ranges(ours: &[RowRange], inherited: &[RowRange], above: u64) -> Vec<RowRange> {
+    let mut all: Vec<RowRange> = ours
+        .iter()
+        .copied()
+        .chain(
+            inherited
+                .iter()
+                .filter(|r| r[1] > above)
+                .map(|r| [r[0].max(above + 1), r[1]]),
+        )
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<RowRange> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if r[0] <= last[1] + 1 => last[1] = last[1].max(r[1]),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// How many rows the ranges hold.
+pub fn ranges_len(ranges: &[RowRange]) -> u64 {
+    ranges.iter().map(|r| r[1] + 1 - r[0]).sum()
+}
+
+impl FileProgress {
+    /// Rows read in this run that are not yet below the watermark.
+    pub fn pending(&self) -> usize {
+        self.slots.len()
     }
 }
 
@@ -166,7 +219,15 @@ mod tests {
         t.applied(&origin(3));
         t.advance();
         assert_eq!(t.files[0].watermark, None, "row 0 is still in flight");
-        assert_eq!(t.files[0].acknowledged_above(), vec![2, 4]);
+        assert_eq!(t.files[0].acknowledged_above(), vec![[2, 2], [4, 4]]);
+        assert!(in_ranges(&[[2, 2], [4, 9]], 7) && !in_ranges(&[[2, 2], [4, 9]], 3) && !in_ranges(&[], 1));
+        assert_eq!(ranges_len(&[[2, 2], [4, 9]]), 7);
+        // Inherited acknowledgements beyond what this run has read survive a commit.
+        assert_eq!(
+            merge_ranges(&[[5, 6]], &[[3, 4], [8, 9], [20, 30]], 4),
+            vec![[5, 6], [8, 9], [20, 30]]
+        );
+        assert_eq!(merge_ranges(&[[5, 7]], &[[2, 9]], 4), vec![[5, 9]]);
         t.applied(&origin(0));
         t.advance();
         assert_eq!(t.files[0].watermark, Some(pos(2)));
@@ -326,10 +387,10 @@ pub struct FileCheckpoint {
     pub done: bool,
     pub applied: u64,
     pub rejected: u64,
-    /// Row numbers after `position` already applied or dead-lettered (at most the in-flight
-    /// window): a resume skips them, so only rows in flight at a crash are sent again.
+    /// Rows after `position` already applied or dead-lettered, as inclusive row-number ranges:
+    /// a resume skips them, so only rows in flight at a crash are sent again.
     #[serde(default)]
-    pub acknowledged_above: Vec<u64>,
+    pub acknowledged_above: Vec<RowRange>,
 }
 
 /// The whole committed state of a state directory.

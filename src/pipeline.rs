@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::batch::{Batch, Batcher};
+use crate::batch::Batcher;
 use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, Standing, Store, Tracker};
 use crate::client::{BatchResult, Locator, SendError, Sender, Target};
 use crate::config::{Config, ConfigError, Credentials, OnChange, Secret};
 use crate::deadletter::{DeadLetter, Entry};
 use crate::emulator;
 use crate::limit::RowLimiter;
-use crate::record::{Origin, Record};
+use crate::record::{Op, Origin, Record};
 use crate::report::{Progress, Stats, Summary};
 use crate::schema::{Schema, SourceMapping};
 use crate::source::{self, Format, Position, RawRow, ReadError, ReadOptions};
@@ -93,8 +93,8 @@ pub struct SourceFile {
     pub start: Option<Position>,
     /// Already done according to the checkpoint: not read at all.
     pub skip: bool,
-    /// Rows after `start` the checkpoint says are acknowledged (sorted): read but not sent.
-    pub done_rows: Arc<Vec<u64>>,
+    /// Rows after `start` the checkpoint says are acknowledged: read but not sent.
+    pub done_rows: Arc<Vec<crate::checkpoint::RowRange>>,
 }
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
@@ -158,7 +158,8 @@ enum Item {
     Failed(ReadError),
 }
 
-const CHANNEL_ROWS: usize = 4096;
+/// Rows parsed ahead of the coordinator (the coordinator itself takes at most `window`).
+const CHANNEL_ROWS: usize = 1024;
 const MAX_WAITING: usize = 10_000;
 
 /// Reads every file in order, types each row, and sends the results down `tx`.
@@ -188,7 +189,7 @@ fn read_all(
         let mapping = &mappings[file.mapping];
         let mut last_bytes = 0;
         while let Some(next) = reader.next_row() {
-            let already = |row: u64| file.done_rows.binary_search(&row).is_ok();
+            let already = |row: u64| crate::checkpoint::in_ranges(&file.done_rows, row);
             let item = match next {
                 Ok(raw) => {
                     let origin = Origin {
@@ -490,7 +491,7 @@ async fn run_inner(
     let (plans, carried) = plan_files(&mut files, previous.as_ref(), config.state.on_change).map_err(early)?;
     let resumed: u64 = files
         .iter()
-        .map(|f| f.start.map_or(0, |p| p.rows()) + f.done_rows.len() as u64)
+        .map(|f| f.start.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&f.done_rows))
         .sum();
     stats.rows_resumed.store(resumed, Relaxed);
     if previous.is_some() {
@@ -554,7 +555,10 @@ async fn run_inner(
 
     let tracker = Tracker::new(files.len(), |i| (files[i].start, plans[i].applied, plans[i].rejected));
     let rejected_before: u64 = plans.iter().map(|p| p.rejected).sum();
-    let window = config.rate.concurrency * config.rate.batch_rows;
+    // Rows read but not yet below the watermark, at most. Acknowledged rows above the watermark
+    // are checkpointed (and skipped on resume), so this bounds memory and the checkpoint, not what
+    // a crash re-sends; several requests' worth keeps a slow request from idling the others.
+    let window = 4 * config.rate.concurrency * config.rate.batch_rows;
     let mut coordinator = Coordinator {
         files,
         plans,
@@ -604,9 +608,9 @@ struct Coordinator {
     dead: DeadLetter,
     sender: Arc<Sender>,
     stats: Arc<Stats>,
-    in_flight: JoinSet<(Batch, Result<BatchResult, SendError>)>,
+    in_flight: JoinSet<(Op, Result<BatchResult, SendError>)>,
     concurrency: usize,
-    /// Rows read but not yet below the watermark, at most: bounds what a crash makes us re-send.
+    /// Rows read but not yet below the watermark, at most.
     window: usize,
     max_rejected: Option<u64>,
     /// Rows earlier runs of this backfill rejected (from the checkpoint).
@@ -650,8 +654,8 @@ impl Coordinator {
                     stopping = Some(Instant::now());
                 }
                 Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    let (batch, result) = done.map_err(|e| RunError::Send(SendError::Fatal(format!("a sender task failed: {e}"))))?;
-                    self.complete(batch, result?)?;
+                    let (op, result) = done.map_err(|e| RunError::Send(SendError::Fatal(format!("a sender task failed: {e}"))))?;
+                    self.complete(op, result?)?;
                 }
                 item = rx.recv(), if can_take => {
                     match item {
@@ -712,14 +716,18 @@ impl Coordinator {
             .iter()
             .zip(&self.plans)
             .zip(&self.tracker.files)
-            .map(|((_, plan), progress)| FileCheckpoint {
+            .map(|((file, plan), progress)| FileCheckpoint {
                 path: plan.canonical.clone(),
                 fingerprint: plan.fingerprint.clone(),
                 position: progress.watermark,
                 done: progress.done(),
                 applied: progress.applied,
                 rejected: progress.rejected,
-                acknowledged_above: progress.acknowledged_above(),
+                acknowledged_above: crate::checkpoint::merge_ranges(
+                    &progress.acknowledged_above(),
+                    &file.done_rows,
+                    progress.watermark.map_or(0, |p| p.rows()),
+                ),
             })
             .collect();
         files.extend(self.carried.iter().cloned());
@@ -748,9 +756,10 @@ impl Coordinator {
         while self.in_flight.len() < self.concurrency {
             let Some(batch) = self.batcher.pop_ready() else { break };
             let sender = self.sender.clone();
+            // The sender hands every record back, applied or rejected: no copy of the batch.
             self.in_flight.spawn(async move {
-                let result = sender.send(batch.clone()).await;
-                (batch, result)
+                let op = batch.op;
+                (op, sender.send(batch).await)
             });
         }
     }
@@ -798,13 +807,19 @@ impl Coordinator {
         }
     }
 
-    fn complete(&mut self, batch: Batch, result: BatchResult) -> Result<(), RunError> {
-        self.stats.add_applied(batch.op, result.applied.len() as u64);
-        self.acked_since_commit += batch.records.len() as u64;
+    fn complete(&mut self, op: Op, result: BatchResult) -> Result<(), RunError> {
+        self.stats.add_applied(op, result.applied.len() as u64);
+        self.acked_since_commit += (result.applied.len() + result.rejected.len()) as u64;
         for rec in &result.applied {
             self.tracker.applied(&rec.origin);
         }
-        self.batcher.acknowledge(batch.records.iter().map(|r| &r.key));
+        self.batcher.acknowledge(
+            result
+                .applied
+                .iter()
+                .map(|r| &r.key)
+                .chain(result.rejected.iter().map(|(r, _)| &r.key)),
+        );
         let mut outcome = Ok(());
         for (rec, err) in result.rejected {
             // Deletes carry only their key: record it under the key's field name so it can be replayed.
@@ -1003,7 +1018,7 @@ fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String, p
     FileStatus {
         path,
         size,
-        rows_done: e.position.map_or(0, |p| p.rows()) + e.acknowledged_above.len() as u64,
+        rows_done: e.position.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&e.acknowledged_above),
         applied: e.applied,
         rejected: e.rejected,
         done: e.done,

@@ -99,6 +99,7 @@ impl serde::Serialize for FieldType {
     }
 }
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -289,7 +290,11 @@ fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> B
         let _ = serde_json::to_writer(&mut out, value);
     }
     out.push(b'}');
-    String::from_utf8_lossy(&out).into()
+    // serde_json writes valid UTF-8, so this takes the buffer as it is.
+    match String::from_utf8(out) {
+        Ok(s) => s.into_boxed_str(),
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into(),
+    }
 }
 
 fn cell_text(cell: &Cell) -> Option<String> {
@@ -398,20 +403,21 @@ fn coerce_bool(cell: &Cell) -> Result<bool, String> {
     }
 }
 
-/// A CSV cell holding JSON text (vectors, lists, sparse vectors) or a JSONL value.
-fn json_of(cell: &Cell) -> Result<Option<serde_json::Value>, String> {
+/// A CSV cell holding JSON text (vectors, lists, sparse vectors) or a JSONL value, borrowed
+/// when it is already JSON (no copy of a vector on the hot path).
+fn json_of(cell: &Cell) -> Result<Option<Cow<'_, serde_json::Value>>, String> {
     match cell {
-        Cell::Json(v) => Ok(Some(v.clone())),
+        Cell::Json(v) => Ok(Some(Cow::Borrowed(v))),
         Cell::Text(s) => serde_json::from_str(s.trim())
-            .map(Some)
+            .map(|v| Some(Cow::Owned(v)))
             .map_err(|e| format!("{} is not valid JSON ({e})", describe(cell))),
         _ => Ok(None),
     }
 }
 
-fn json_array(v: &serde_json::Value, what: &str) -> Result<Vec<serde_json::Value>, String> {
+fn json_array<'a>(v: &'a serde_json::Value, what: &str) -> Result<&'a [serde_json::Value], String> {
     match v {
-        serde_json::Value::Array(items) => Ok(items.clone()),
+        serde_json::Value::Array(items) => Ok(items),
         other => Err(format!("expected a JSON array of {what}, got `{}`", short_json(other))),
     }
 }
@@ -461,10 +467,10 @@ fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value,
             Cell::StrList(v) => Ok(Value::StrList(v.clone())),
             other => match json_of(other)? {
                 Some(j) => json_array(&j, "strings")?
-                    .into_iter()
+                    .iter()
                     .map(|x| match x {
-                        serde_json::Value::String(s) => Ok(s),
-                        other => Err(format!("list element `{}` is not a string", short_json(&other))),
+                        serde_json::Value::String(s) => Ok(s.clone()),
+                        other => Err(format!("list element `{}` is not a string", short_json(other))),
                     })
                     .collect::<Result<_, _>>()
                     .map(Value::StrList),
@@ -475,10 +481,10 @@ fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value,
             Cell::IntList(v) => Ok(Value::IntList(v.clone())),
             other => match json_of(other)? {
                 Some(j) => json_array(&j, "integers")?
-                    .into_iter()
+                    .iter()
                     .map(|x| match x.as_i64() {
                         Some(i) => Ok(i),
-                        None => Err(format!("list element `{}` is not an int64", short_json(&x))),
+                        None => Err(format!("list element `{}` is not an int64", short_json(x))),
                     })
                     .collect::<Result<_, _>>()
                     .map(Value::IntList),
@@ -491,21 +497,23 @@ fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value,
                 .map(|(k, w)| finite_f32(*w).map(|w| (k.clone(), w)))
                 .collect::<Result<_, _>>()
                 .map(Value::Sparse),
-            other => match json_of(other)? {
+            other => match json_of(other)?.as_deref() {
                 Some(serde_json::Value::Object(m)) => m
-                    .into_iter()
+                    .iter()
                     .map(|(k, w)| match w {
-                        serde_json::Value::Number(n) => finite_f32(n.as_f64().unwrap_or(f64::NAN)).map(|w| (k, w)),
+                        serde_json::Value::Number(n) => {
+                            finite_f32(n.as_f64().unwrap_or(f64::NAN)).map(|w| (k.clone(), w))
+                        }
                         other => Err(format!(
                             "sparse weight for `{k}` is `{}`, not a number",
-                            short_json(&other)
+                            short_json(other)
                         )),
                     })
                     .collect::<Result<_, _>>()
                     .map(Value::Sparse),
                 Some(j) => Err(format!(
                     "expected a JSON object token → weight, got `{}`",
-                    short_json(&j)
+                    short_json(j)
                 )),
                 None => Err(format!("{} is not a sparse vector", describe(other))),
             },

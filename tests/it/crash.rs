@@ -38,7 +38,8 @@ fn committed_dead_letters_not_done(dir: &std::path::Path) -> Vec<String> {
         let row = v["row"].as_u64().unwrap_or(0);
         let done = cp.files.iter().any(|f| {
             f.path.file_name().is_some_and(|n| n.to_string_lossy() == name)
-                && (f.position.is_some_and(|p| row <= p.rows()) || f.acknowledged_above.contains(&row))
+                && (f.position.is_some_and(|p| row <= p.rows())
+                    || vikingsync::checkpoint::in_ranges(&f.acknowledged_above, row))
         });
         if !done {
             bad.push(format!("{name} row {row} (checkpoint seq {})", cp.seq));

@@ -252,3 +252,101 @@ async fn two_processes_never_share_a_state_dir() {
     assert!(v["running_pid"].is_null(), "{v}");
     emu.shutdown().await;
 }
+
+/// A resumed run that commits before reaching the rows its checkpoint already acknowledged must
+/// keep those acknowledgements: otherwise their dead letters, already in the committed file, are
+/// written again after the next restart. (Found by the crash test under load.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherited_acknowledgements_survive_a_commit_before_they_are_reached() {
+    use vikingsync::checkpoint::{Checkpoint, FileCheckpoint, Fingerprint, Store, VERSION};
+    use vikingsync::source::Position;
+
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let mut data = rows(7, 200, "h");
+    data[149].score_raw = Some("bad".into());
+    data[149].bad = Some("wrong type");
+    let path = dir.path().join("a.csv");
+    write(&path, Fmt::Csv, &data, false);
+    // The byte offset after row 10, from the reader itself.
+    let mut reader = vikingsync::source::open(&path, &Default::default(), None).expect("open");
+    let mut after10 = None;
+    for _ in 0..10 {
+        after10 = Some(reader.next_row().expect("row").expect("ok").end);
+    }
+    // A previous run: rows 1-10 done, rows 100-200 done (row 150 dead-lettered), 11-99 not.
+    let state = dir.path().join("state");
+    let entry = serde_json::json!({"file": path.display().to_string(), "row": 150, "key": "h0149", "op": "upsert",
+        "error": "field `score` (float32): `bad` is not a finite number", "record": {}});
+    let line = format!("{entry}\n");
+    std::fs::create_dir_all(&state).expect("state");
+    std::fs::write(state.join("dead-letter.jsonl"), &line).expect("dl");
+    {
+        let (mut store, _) = Store::open(&state).expect("store");
+        let canonical = std::fs::canonicalize(&path).expect("canonical");
+        let mut cp = Checkpoint {
+            version: VERSION,
+            seq: 0,
+            committed_at: String::new(),
+            dead_letter_len: line.len() as u64,
+            files: vec![FileCheckpoint {
+                path: canonical.clone(),
+                fingerprint: Fingerprint::of(&canonical).expect("fp"),
+                position: after10,
+                done: false,
+                applied: 100,
+                rejected: 1,
+                acknowledged_above: vec![[100, 200]],
+            }],
+            checksum: String::new(),
+        };
+        store.commit(&mut cp).expect("commit");
+    }
+    assert!(matches!(after10, Some(Position::Offset { rows: 10, .. })));
+    // Resume slowly and stop it (SIGTERM commits) long before row 100.
+    write_config(
+        dir.path(),
+        &config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            20,
+            &[("a.csv".into(), Some("upsert"))],
+        )
+        .replace("[rate]\n", "[rate]\nbatch_rows = 10\n")
+        // A window of 4 x 1 x 10 rows: the run reads nowhere near row 100 before it stops.
+        .replace("concurrency = 4", "concurrency = 1"),
+    );
+    let child = spawn_binary(dir.path(), &["run", "--config", "sync.toml"]);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let pid = child.id().expect("pid");
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    let _ = child.wait_with_output().await;
+    let cp = vikingsync::checkpoint::load(&state).expect("load").expect("checkpoint");
+    let f = &cp.files[0];
+    let reached = f.position.map_or(0, |p| p.rows());
+    assert!(
+        reached < 100,
+        "the stopped run should not have reached row 100 (at {reached})"
+    );
+    assert!(
+        vikingsync::checkpoint::in_ranges(&f.acknowledged_above, 150),
+        "inherited acknowledgements were dropped: {:?}",
+        f.acknowledged_above
+    );
+    // Finish: row 150 is in the dead-letter file exactly once, rows 100-200 are not sent again.
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.iter().filter(|(_, r, _)| *r == 150).count(), 1, "{dead:#?}");
+    let records = emu.records("items").expect("collection");
+    assert!(
+        records.contains_key("h0098") && !records.contains_key("h0120"),
+        "rows 100-200 were skipped as done"
+    );
+    emu.shutdown().await;
+}
