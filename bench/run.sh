@@ -12,8 +12,8 @@
 #   c  emulator latency 20 ms ± 10 ms (10 + uniform 0..20), unlimited, concurrency 1 / 8 / 32
 #   d  the 100k CSV and JSONL files gzip-compressed
 #   e  768-dim vectors, 10k vs 100k rows: peak RSS must not grow with the file
-#   h  concurrency 8, latency 200 ms fixed vs 100 + uniform 0..200 ms (same mean): what jitter
-#      costs when the in-flight window is counted from the oldest unacknowledged row
+#   h  concurrency 8, latency 200 ms fixed vs 100 + uniform 0..200 ms (same mean): jitter should
+#      cost nothing (it cost 13 % while the read-ahead window was only concurrency x batch_rows)
 #   p  scenario a (CSV) again under `perf stat` (skipped when perf cannot count)
 #
 # Environment knobs:
@@ -28,6 +28,7 @@
 #   BENCH_QUIET_MAX / BENCH_QUIET_BUDGET  see wait_quiet below
 #
 # Output: a table per scenario on stdout, and $BENCH_DIR/results.jsonl (one JSON object per run).
+# Before/after comparisons between two binaries: bench/ab.sh (interleaved runs, same data).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
