@@ -141,17 +141,8 @@ impl Batcher {
         self.waiting.len()
     }
 
-    /// Rows in open or ready batches.
-    pub fn queued_rows(&self) -> usize {
-        self.open.iter().chain(self.ready.iter()).map(|b| b.records.len()).sum()
-    }
-
     pub fn has_ready(&self) -> bool {
         !self.ready.is_empty()
-    }
-
-    pub fn has_open(&self) -> bool {
-        !self.open.is_empty()
     }
 
     /// Nothing open, ready or waiting.

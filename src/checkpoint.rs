@@ -93,17 +93,12 @@ pub fn ranges_len(ranges: &[RowRange]) -> u64 {
     ranges.iter().map(|r| r[1] + 1 - r[0]).sum()
 }
 
-impl FileProgress {
-    /// Rows read in this run that are not yet below the watermark.
-    pub fn pending(&self) -> usize {
-        self.slots.len()
-    }
-}
-
 /// Tracks every file's acknowledgements.
 #[derive(Debug, Default)]
 pub struct Tracker {
     pub files: Vec<FileProgress>,
+    /// Slots across all files (asked for on every row taken, so kept, not summed).
+    pending: usize,
 }
 
 impl Tracker {
@@ -123,6 +118,7 @@ impl Tracker {
                     }
                 })
                 .collect(),
+            pending: 0,
         }
     }
 
@@ -142,6 +138,7 @@ impl Tracker {
             f.base_seq = Some(origin.seq);
         }
         debug_assert_eq!(f.base_seq.map(|b| b + f.slots.len() as u64), Some(origin.seq));
+        self.pending += 1;
         f.slots.push_back(Slot {
             row: origin.row,
             end,
@@ -182,6 +179,7 @@ impl Tracker {
                 if let Some(slot) = f.slots.pop_front() {
                     f.watermark = Some(slot.end);
                     f.base_seq = f.base_seq.map(|b| b + 1);
+                    self.pending -= 1;
                 }
             }
         }
@@ -189,7 +187,7 @@ impl Tracker {
 
     /// Rows read but not yet below a watermark, across all files.
     pub fn pending(&self) -> usize {
-        self.files.iter().map(|f| f.slots.len()).sum()
+        self.pending
     }
 }
 

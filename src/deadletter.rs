@@ -99,22 +99,21 @@ impl DeadLetter {
     }
 }
 
-/// Reads every entry of a dead-letter file (for `replay` and tests).
-pub fn read_all(path: &Path) -> std::io::Result<Vec<Entry>> {
-    let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| std::io::Error::other(format!("{}: line {}: {e}", path.display(), i + 1)))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_all(path: &Path) -> std::io::Result<Vec<Entry>> {
+        let text = std::fs::read_to_string(path)?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map_err(|e| std::io::Error::other(format!("{}: line {}: {e}", path.display(), i + 1)))
+            })
+            .collect()
+    }
 
     fn entry(row: u64) -> Entry {
         Entry {

@@ -93,6 +93,8 @@ pub struct SourceFile {
     pub start: Option<Position>,
     /// Already done according to the checkpoint: not read at all.
     pub skip: bool,
+    /// The path with symlinks resolved: the file's identity in the checkpoint.
+    pub canonical: PathBuf,
     /// Rows after `start` the checkpoint says are acknowledged: read but not sent.
     pub done_rows: Arc<Vec<crate::checkpoint::RowRange>>,
 }
@@ -106,8 +108,8 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
         mappings.push(SourceMapping::from_config(s));
         for path in source::expand(&s.path, &config.base_dir)? {
             // One file read by two sources would be sent twice and checkpointed once.
-            let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(first) = seen.insert(canonical, i) {
+            let seen_path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if let Some(first) = seen.insert(seen_path.clone(), i) {
                 return Err(ReadError::File {
                     file: path,
                     message: format!(
@@ -126,6 +128,7 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
                 options.delimiter = d as u8;
             }
             files.push(SourceFile {
+                canonical: seen_path.clone(),
                 path,
                 mapping: i,
                 options,
@@ -214,20 +217,7 @@ fn read_all(
                 }) => {
                     let origin = Origin { file: index, row, seq };
                     seq += 1;
-                    Item::Rejected {
-                        origin,
-                        end,
-                        entry: Entry {
-                            file: name.clone(),
-                            row,
-                            key: None,
-                            op: mapping.op,
-                            error: message,
-                            code: None,
-                            request_id: None,
-                            record: raw,
-                        },
-                    }
+                    unreadable(&name, origin, end, raw, message, mapping.op)
                 }
                 Err(e @ ReadError::File { .. }) => Item::Failed(e),
             };
@@ -245,6 +235,31 @@ fn read_all(
         if tx.blocking_send(Item::FileEnd(index)).is_err() {
             return;
         }
+    }
+}
+
+/// A row the reader could not turn into cells: it goes to the dead-letter file as read.
+fn unreadable(
+    file: &str,
+    origin: Origin,
+    end: Position,
+    raw: serde_json::Value,
+    message: String,
+    op: Option<Op>,
+) -> Item {
+    Item::Rejected {
+        entry: Entry {
+            file: file.to_string(),
+            row: origin.row,
+            key: None,
+            op,
+            error: message,
+            code: None,
+            request_id: None,
+            record: raw,
+        },
+        origin,
+        end,
     }
 }
 
@@ -361,7 +376,6 @@ type Unfinished = u64;
 /// One file's standing against the checkpoint: where to start, and what is already counted.
 struct Plan {
     fingerprint: Fingerprint,
-    canonical: PathBuf,
     applied: u64,
     rejected: u64,
 }
@@ -382,25 +396,21 @@ fn plan_files(
                 message: format!("cannot read: {e}"),
             })
         };
-        let canonical = std::fs::canonicalize(&file.path).map_err(io)?;
-        let fingerprint = Fingerprint::of(&canonical).map_err(io)?;
+        let canonical = &file.canonical;
+        let fingerprint = Fingerprint::of(canonical).map_err(io)?;
         let mut plan = Plan {
             fingerprint: fingerprint.clone(),
-            canonical: canonical.clone(),
             applied: 0,
             rejected: 0,
         };
-        let entry = previous.and_then(|cp| {
-            cp.entry_for(&canonical, &fingerprint, &taken)
-                .map(|i| (i, &cp.files[i]))
-        });
+        let entry = previous.and_then(|cp| cp.entry_for(canonical, &fingerprint, &taken).map(|i| (i, &cp.files[i])));
         if let Some((i, entry)) = entry {
             taken[i] = true;
             let appendable = !matches!(
                 source::detect(&file.path, file.options.format),
                 Ok((Format::Parquet, _))
             );
-            match crate::checkpoint::standing(&canonical, &entry.fingerprint, appendable).map_err(io)? {
+            match crate::checkpoint::standing(canonical, &entry.fingerprint, appendable).map_err(io)? {
                 Standing::Unchanged => {
                     file.start = entry.position;
                     file.skip = entry.done;
@@ -428,7 +438,7 @@ fn plan_files(
                     }
                 },
             }
-            if entry.path != canonical {
+            if &entry.path != canonical {
                 tracing::info!(from = %entry.path.display(), to = %canonical.display(), "a checkpointed file was renamed");
             }
         }
@@ -717,7 +727,7 @@ impl Coordinator {
             .zip(&self.plans)
             .zip(&self.tracker.files)
             .map(|((file, plan), progress)| FileCheckpoint {
-                path: plan.canonical.clone(),
+                path: file.canonical.clone(),
                 fingerprint: plan.fingerprint.clone(),
                 position: progress.watermark,
                 done: progress.done(),
@@ -882,20 +892,14 @@ pub fn validate(config: &Config, sample: Option<u64>) -> Result<ValidateReport, 
                 Ok(raw) => typed(&schema, &mappings[file.mapping], raw, origin, &name),
                 Err(ReadError::Row {
                     row, end, raw, message, ..
-                }) => Item::Rejected {
-                    origin,
+                }) => unreadable(
+                    &name,
+                    Origin { row, ..origin },
                     end,
-                    entry: Entry {
-                        file: name.clone(),
-                        row,
-                        key: None,
-                        op: None,
-                        error: message,
-                        code: None,
-                        request_id: None,
-                        record: raw,
-                    },
-                },
+                    raw,
+                    message,
+                    mappings[file.mapping].op,
+                ),
                 Err(e) => return Err(e.into()),
             };
             if let Item::Rejected { entry, .. } = item {
@@ -942,11 +946,11 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
     let mut taken = vec![false; checkpoint.as_ref().map_or(0, |c| c.files.len())];
     let mut out = Vec::new();
     for f in &files {
-        let canonical = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
-        let fp = Fingerprint::of(&canonical).ok();
+        let canonical = &f.canonical;
+        let fp = Fingerprint::of(canonical).ok();
         let size = fp.as_ref().map_or(0, |fp| fp.size);
         let entry = match (&checkpoint, &fp) {
-            (Some(cp), Some(fp)) => cp.entry_for(&canonical, fp, &taken).map(|i| {
+            (Some(cp), Some(fp)) => cp.entry_for(canonical, fp, &taken).map(|i| {
                 taken[i] = true;
                 &cp.files[i]
             }),
@@ -965,7 +969,7 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
             },
             Some(e) => {
                 let appendable = !matches!(source::detect(&f.path, f.options.format), Ok((Format::Parquet, _)));
-                let standing = match crate::checkpoint::standing(&canonical, &e.fingerprint, appendable) {
+                let standing = match crate::checkpoint::standing(canonical, &e.fingerprint, appendable) {
                     Ok(Standing::Unchanged) => "unchanged".to_string(),
                     Ok(Standing::Grew) => "grew since".to_string(),
                     Ok(Standing::Changed(why)) => format!("changed: {why}"),

@@ -6,10 +6,6 @@ use std::io::Write;
 use crate::harness::*;
 use vikingsync::emulator::FaultConfig;
 
-fn write_cfg(dir: &std::path::Path, text: &str) {
-    std::fs::write(dir.join("sync.toml"), text).expect("config");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vectorize_collection_gets_one_row_per_write_and_batched_deletes() {
     for api in ["v2", "v1"] {
@@ -35,7 +31,7 @@ async fn vectorize_collection_gets_one_row_per_write_and_batched_deletes() {
             0,
             &[("up.csv".into(), Some("upsert")), ("del.csv".into(), Some("delete"))],
         );
-        write_cfg(dir.path(), &cfg);
+        write_config(dir.path(), &cfg);
         let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let records = emu.records("docs").expect("collection");
@@ -68,17 +64,7 @@ async fn wrong_secret_stops_at_once_and_never_shows_the_secret() {
         (0..50).map(|i| full_row(&mut rng, "upsert", format!("k{i}"))).collect()
     };
     write(&dir.path().join("a.csv"), Fmt::Csv, &rows, false);
-    write_cfg(
-        dir.path(),
-        &config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            0,
-            &[("a.csv".into(), Some("upsert"))],
-        ),
-    );
+    write_config(dir.path(), &one_source(&emu, "v2", "a.csv", "upsert"));
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"));
     let out = cmd
         .args(["run", "--config", "sync.toml", "--log-level", "debug"])
@@ -106,7 +92,7 @@ async fn unknown_collection_stops_with_a_hint() {
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
     std::fs::write(dir.path().join("a.csv"), "id,title\nk1,x\n").expect("write");
     for api in ["v1", "v2"] {
-        write_cfg(
+        write_config(
             dir.path(),
             &config_text(
                 &emu.endpoint(),
@@ -134,16 +120,8 @@ async fn too_many_rejected_rows_exit_2() {
         csv.push_str(&format!("k{i},{}\n", if i % 2 == 0 { "oops" } else { "1.5" }));
     }
     std::fs::write(dir.path().join("a.csv"), csv).expect("write");
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("a.csv".into(), Some("update"))],
-    )
-    .replace("[state]\n", "[state]\nmax_rejected_rows = 3\n");
-    write_cfg(dir.path(), &cfg);
+    let cfg = one_source(&emu, "v2", "a.csv", "update").replace("[state]\n", "[state]\nmax_rejected_rows = 3\n");
+    write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
@@ -163,17 +141,7 @@ async fn validate_reports_bad_rows_and_sends_nothing() {
         "id,score,vec\nk1,1.5,\"[1,2,3,4]\"\n,2,\nk3,abc,\nk4,1,\"[1,2]\"\n",
     )
     .expect("write");
-    write_cfg(
-        dir.path(),
-        &config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            0,
-            &[("a.csv".into(), Some("upsert"))],
-        ),
-    );
+    write_config(dir.path(), &one_source(&emu, "v2", "a.csv", "upsert"));
     let out = run_binary(dir.path(), &["validate", "--config", "sync.toml"]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(2), "{shown}");
@@ -213,7 +181,7 @@ async fn help_version_and_config_errors() {
         0,
         &[("a.csv".into(), Some("upsert")), ("*.csv".into(), Some("delete"))],
     );
-    write_cfg(dir.path(), &cfg);
+    write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["validate", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -230,7 +198,7 @@ async fn help_version_and_config_errors() {
         &[("a.csv".into(), Some("upsert"))],
     )
     .replace("[rate]\n", "[rate]\nrows_per_sec = 5\n");
-    write_cfg(dir.path(), &cfg);
+    write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("rows_per_sec"), "{}", text(&out));
@@ -248,17 +216,7 @@ async fn truncated_parquet_stops_naming_the_file() {
     write(&path, Fmt::Parquet, &rows, false);
     let bytes = std::fs::read(&path).expect("read");
     std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).expect("truncate");
-    write_cfg(
-        dir.path(),
-        &config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            0,
-            &[("t.parquet".into(), Some("upsert"))],
-        ),
-    );
+    write_config(dir.path(), &one_source(&emu, "v2", "t.parquet", "upsert"));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
@@ -313,7 +271,7 @@ async fn gzip_and_zstd_sources_and_slow_responses_past_the_timeout() {
         ],
     )
     .replace("request_timeout = 2", "request_timeout = 0.5");
-    write_cfg(dir.path(), &cfg);
+    write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let records = emu.records("items").expect("collection");
@@ -342,7 +300,7 @@ async fn ttl_and_ttl_column_reach_the_server_and_renames_apply() {
     let cfg = config_text(&emu.endpoint(), "v2", "items", false, 0, &[])
         + "\n[[sources]]\npath = \"a.csv\"\nop = \"upsert\"\nttl_column = \"ttl\"\ncolumns = { key = \"id\" }\n"
         + "\n[[sources]]\npath = \"b.jsonl\"\nop = \"upsert\"\nttl = 1\ncolumns = { key = \"id\" }\n";
-    std::fs::write(dir.path().join("sync.toml"), cfg).expect("config");
+    write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(emu.records("items").expect("collection").len(), 4, "{}", text(&out));

@@ -517,6 +517,11 @@ pub fn write_config(dir: &Path, text: &str) {
     std::fs::write(dir.join("sync.toml"), text).expect("config");
 }
 
+/// The config of most tests: collection `items`, no quota, one source file with one op.
+pub fn one_source(emu: &Emulator, api: &str, file: &str, op: &str) -> String {
+    config_text(&emu.endpoint(), api, "items", false, 0, &[(file.to_string(), Some(op))])
+}
+
 /// Runs the real binary with the test credentials.
 pub async fn run_binary(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"));

@@ -31,18 +31,7 @@ async fn a_grown_file_continues_and_status_tells_the_progress() {
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
     let first = rows(1, 300, "a");
     write(&dir.path().join("a.csv"), Fmt::Csv, &first, false);
-    std::fs::write(
-        dir.path().join("sync.toml"),
-        config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            0,
-            &[("a.csv".into(), Some("upsert"))],
-        ),
-    )
-    .expect("config");
+    write_config(dir.path(), &one_source(&emu, "v2", "a.csv", "upsert"));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
@@ -95,18 +84,7 @@ async fn a_grown_file_continues_and_status_tells_the_progress() {
 
     // Renamed: recognised by its fingerprint, nothing re-sent.
     std::fs::rename(dir.path().join("a.csv"), dir.path().join("renamed.csv")).expect("rename");
-    std::fs::write(
-        dir.path().join("sync.toml"),
-        config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            0,
-            &[("*.csv".into(), Some("upsert"))],
-        ),
-    )
-    .expect("config");
+    write_config(dir.path(), &one_source(&emu, "v2", "*.csv", "upsert"));
     let before = emu.stats().requests;
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -120,15 +98,8 @@ async fn a_rewritten_file_stops_the_run_unless_reprocess_is_chosen() {
     let dir = tempdir();
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
     write(&dir.path().join("a.csv"), Fmt::Csv, &rows(1, 50, "a"), false);
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("a.csv".into(), Some("upsert"))],
-    );
-    std::fs::write(dir.path().join("sync.toml"), &cfg).expect("config");
+    let cfg = one_source(&emu, "v2", "a.csv", "upsert");
+    write_config(dir.path(), &cfg);
     assert_eq!(
         run_binary(dir.path(), &["run", "--config", "sync.toml"])
             .await
@@ -147,11 +118,10 @@ async fn a_rewritten_file_stops_the_run_unless_reprocess_is_chosen() {
         "{shown}"
     );
 
-    std::fs::write(
-        dir.path().join("sync.toml"),
-        cfg.replace("[state]\n", "[state]\non_change = \"reprocess\"\n"),
-    )
-    .expect("config");
+    write_config(
+        dir.path(),
+        &cfg.replace("[state]\n", "[state]\non_change = \"reprocess\"\n"),
+    );
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(summary_value(&out, "rows read"), 50);
@@ -170,18 +140,7 @@ async fn fixed_dead_letters_can_be_replayed() {
         r.bad = Some("wrong type");
     }
     write(&dir.path().join("a.csv"), Fmt::Csv, &data, false);
-    std::fs::write(
-        dir.path().join("sync.toml"),
-        config_text(
-            &emu.endpoint(),
-            "v1",
-            "items",
-            false,
-            0,
-            &[("a.csv".into(), Some("upsert"))],
-        ),
-    )
-    .expect("config");
+    write_config(dir.path(), &one_source(&emu, "v1", "a.csv", "upsert"));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(emu.records("items").expect("collection").len(), 36);
@@ -217,9 +176,9 @@ async fn two_processes_never_share_a_state_dir() {
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
     write(&dir.path().join("a.csv"), Fmt::Csv, &rows(5, 2000, "s"), false);
     // 100 rows/s: the first run is still going when the second starts.
-    std::fs::write(
-        dir.path().join("sync.toml"),
-        config_text(
+    write_config(
+        dir.path(),
+        &config_text(
             &emu.endpoint(),
             "v2",
             "items",
@@ -227,8 +186,7 @@ async fn two_processes_never_share_a_state_dir() {
             100,
             &[("a.csv".into(), Some("upsert"))],
         ),
-    )
-    .expect("config");
+    );
     let mut first = spawn_binary(dir.path(), &["run", "--config", "sync.toml"]);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let second = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
