@@ -281,7 +281,7 @@ pub enum CheckpointError {
     Locked { dir: PathBuf, holder: String },
     #[error(
         "no readable checkpoint in {dir}: {details}. Refusing to start from zero or skip rows; restore a \
-         checkpoint file or remove the state directory to start over"
+         checkpoint file, or run again with --start-over to set the state aside and send every file again"
     )]
     Unreadable { dir: PathBuf, details: String },
     #[error(
@@ -289,6 +289,12 @@ pub enum CheckpointError {
          on_change = \"reprocess\" to read it again from the start"
     )]
     Changed { file: PathBuf, why: String },
+    #[error(
+        "state directory {dir} was {what} while this run held it (another process or a person removed or \
+         replaced it). Stopping so that two runs never share one collection's state: nothing more is committed \
+         here. Check who else uses the directory, then run again"
+    )]
+    Replaced { dir: PathBuf, what: String },
     #[error("state directory {dir}: {source}")]
     Io { dir: PathBuf, source: std::io::Error },
 }
@@ -477,14 +483,30 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
 /// The state directory, locked for this process.
 pub struct Store {
     dir: PathBuf,
-    _lock: File,
+    lock: File,
+    /// (device, inode) of the directory when it was locked.
+    dir_id: (u64, u64),
     seq: u64,
+}
+
+/// The (device, inode) pair that names a file whatever its path.
+pub fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 impl Store {
     /// Locks `dir` (creating it) and loads its checkpoint. The lock is an advisory `flock`, released
     /// by the kernel when the process dies, so a killed run never blocks the next one.
     pub fn open(dir: &Path) -> Result<(Store, Option<Checkpoint>), CheckpointError> {
+        let mut store = Store::lock(dir)?;
+        let cp = load(dir)?;
+        store.seq = cp.as_ref().map_or(0, |c| c.seq);
+        Ok((store, cp))
+    }
+
+    /// Locks `dir` (creating it), without reading its checkpoint.
+    fn lock(dir: &Path) -> Result<Store, CheckpointError> {
         let io = |source| CheckpointError::Io {
             dir: dir.to_path_buf(),
             source,
@@ -517,21 +539,65 @@ impl Store {
         lock.set_len(0).map_err(io)?;
         lock.seek(SeekFrom::Start(0)).map_err(io)?;
         let _ = write!(lock, "{}", std::process::id());
-        let cp = load(dir)?;
-        let seq = cp.as_ref().map_or(0, |c| c.seq);
-        Ok((
-            Store {
-                dir: dir.to_path_buf(),
-                _lock: lock,
-                seq,
-            },
-            cp,
-        ))
+        let dir_id = file_id(&std::fs::metadata(dir).map_err(io)?);
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            lock,
+            dir_id,
+            seq: 0,
+        })
+    }
+
+    /// Locks `dir` like [`Store::open`], then sets its checkpoint slots and `others` aside (renamed
+    /// with a `.set-aside-<time>` suffix: nothing is deleted) so the run starts from the beginning.
+    pub fn open_set_aside(dir: &Path, others: &[&str]) -> Result<(Store, Option<Checkpoint>), CheckpointError> {
+        let (store, _) = match Store::open(dir) {
+            Err(CheckpointError::Unreadable { .. }) => (Store::lock(dir)?, None),
+            other => other?,
+        };
+        let suffix = chrono::Utc::now().format("set-aside-%Y%m%dT%H%M%S%.3fZ").to_string();
+        for name in SLOTS.iter().chain(others) {
+            let from = dir.join(name);
+            if from.exists() {
+                let to = dir.join(format!("{name}.{suffix}"));
+                std::fs::rename(&from, &to).map_err(|source| CheckpointError::Io {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+                tracing::warn!(from = %from.display(), to = %to.display(), "set aside; starting from the beginning");
+            }
+        }
+        Ok((store, None))
+    }
+
+    /// Checks that the directory and the lock file this run locked are still the ones at their
+    /// paths. A lock is only as good as its inode: once the directory is deleted and made again,
+    /// another run can lock the new one, and both would send and commit.
+    pub fn check_still_held(&self) -> Result<(), CheckpointError> {
+        let replaced = |what: &str| CheckpointError::Replaced {
+            dir: self.dir.clone(),
+            what: what.to_string(),
+        };
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if file_id(&m) == self.dir_id => {}
+            Ok(_) => return Err(replaced("replaced by another directory")),
+            Err(_) => return Err(replaced("deleted")),
+        }
+        let held = self.lock.metadata().map_err(|source| CheckpointError::Io {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        match std::fs::metadata(self.dir.join(LOCK_FILE)) {
+            Ok(m) if file_id(&m) == file_id(&held) => Ok(()),
+            Ok(_) => Err(replaced("given a new lock file")),
+            Err(_) => Err(replaced("left without its lock file")),
+        }
     }
 
     /// Writes `cp` crash-safely (temp file, fsync, rename, fsync of the directory) into the older
     /// of the two slots, so the previous commit survives a torn write.
     pub fn commit(&mut self, cp: &mut Checkpoint) -> Result<(), CheckpointError> {
+        self.check_still_held()?;
         self.seq += 1;
         cp.version = VERSION;
         cp.seq = self.seq;

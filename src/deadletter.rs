@@ -29,6 +29,9 @@ pub struct Entry {
     /// The server's error code, when the server refused the row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The HTTP status of the refusal, when the server (or a proxy, for a 413) refused the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The record: as read from the source, or as sent when the server refused it.
@@ -56,8 +59,11 @@ impl DeadLetter {
         let current = file.metadata()?.len();
         if current < keep_len {
             return Err(std::io::Error::other(format!(
-                "{} is {current} bytes but the checkpoint recorded {keep_len}: it was cut or replaced; \
-                 restore it or remove the state directory to start over",
+                "{} is {current} bytes but the checkpoint recorded {keep_len}: it was cut or replaced after \
+                 the checkpoint, so the rows rejected in the missing part cannot be listed from this state. \
+                 Restore the file, or run again with --start-over: it sets the checkpoint and this file aside \
+                 (nothing is deleted) and sends every file again from the start; writes are idempotent, so the \
+                 collection ends the same and every rejected row is dead-lettered again",
                 path.display()
             )));
         }
@@ -79,11 +85,19 @@ impl DeadLetter {
         Ok(())
     }
 
-    /// Flushes and fsyncs; returns the durable length.
+    /// Flushes and fsyncs; returns the durable length. Fails if the file at the path is no longer
+    /// the one being written (deleted or replaced): its lines would be lost.
     pub fn sync(&mut self) -> std::io::Result<u64> {
         self.out.flush()?;
         self.out.get_ref().sync_data()?;
-        Ok(self.len)
+        let ours = crate::checkpoint::file_id(&self.out.get_ref().metadata()?);
+        match std::fs::metadata(&self.path) {
+            Ok(m) if crate::checkpoint::file_id(&m) == ours => Ok(self.len),
+            _ => Err(std::io::Error::other(format!(
+                "{} was deleted or replaced while this run wrote it; stopping so no rejected row is lost",
+                self.path.display()
+            ))),
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -123,6 +137,7 @@ mod tests {
             op: Some(Op::Upsert),
             error: "bad".into(),
             code: None,
+            http_status: None,
             request_id: None,
             record: serde_json::json!({"id": "k"}),
         }

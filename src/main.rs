@@ -45,6 +45,11 @@ enum Command {
         /// Never draw the progress bar (it is drawn only on a terminal anyway).
         #[arg(long)]
         no_progress: bool,
+        /// Set the checkpoint and the dead-letter file aside (renamed, nothing deleted) and send
+        /// every file again from the start. For a state directory that cannot be resumed, e.g. a
+        /// dead-letter file shorter than its checkpoint says.
+        #[arg(long)]
+        start_over: bool,
     },
     /// Check the config and read the sources; report rows that would be rejected. Sends nothing.
     ///
@@ -94,7 +99,11 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Run { config, no_progress } => run(config, no_progress).await,
+            Command::Run {
+                config,
+                no_progress,
+                start_over,
+            } => run(config, no_progress, start_over).await,
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
             Command::Emulator(args) => match vikingsync::emulator::run_cli(args).await {
@@ -108,7 +117,7 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run(path: PathBuf, no_progress: bool) -> ExitCode {
+async fn run(path: PathBuf, no_progress: bool, start_over: bool) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -117,7 +126,7 @@ async fn run(path: PathBuf, no_progress: bool) -> ExitCode {
         }
     };
     let progress = !no_progress && std::io::stderr().is_terminal();
-    let report = pipeline::run(config, RunOptions { progress }).await;
+    let report = pipeline::run(config, RunOptions { progress, start_over }).await;
     let s = &report.summary;
     tracing::info!(
         rows_read = s.rows_read,

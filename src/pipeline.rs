@@ -81,6 +81,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub progress: bool,
+    /// Set the previous checkpoint and dead-letter file aside and start from the beginning.
+    pub start_over: bool,
 }
 
 /// One source file of the run.
@@ -109,7 +111,13 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
         for path in source::expand(&s.path, &config.base_dir)? {
             // One file read by two sources would be sent twice and checkpointed once.
             let seen_path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(first) = seen.insert(seen_path.clone(), i) {
+            if let Some(&first) = seen.get(&seen_path) {
+                if first == i {
+                    // One glob reaching a file twice (a symlink loop, or a link beside its target):
+                    // the file is read once.
+                    tracing::debug!(file = %path.display(), "matched again through a symlink; read once");
+                    continue;
+                }
                 return Err(ReadError::File {
                     file: path,
                     message: format!(
@@ -120,6 +128,7 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
                 }
                 .into());
             }
+            seen.insert(seen_path.clone(), i);
             let mut options = ReadOptions {
                 format: s.format,
                 ..ReadOptions::default()
@@ -255,6 +264,7 @@ fn unreadable(
             op,
             error: message,
             code: None,
+            http_status: None,
             request_id: None,
             record: raw,
         },
@@ -276,6 +286,7 @@ fn typed(schema: &Schema, mapping: &SourceMapping, raw: RawRow, origin: Origin, 
                 op: rej.op,
                 error: rej.reason,
                 code: None,
+                http_status: None,
                 request_id: None,
                 record: raw.to_json(),
             },
@@ -487,7 +498,12 @@ async fn run_inner(
     emulator_slot: &mut Option<LocalEmulator>,
 ) -> Result<Unfinished, (Unfinished, RunError)> {
     let early = |e: RunError| (0, e);
-    let (mut store, previous) = Store::open(&config.state.dir).map_err(|e| early(e.into()))?;
+    let (mut store, previous) = if options.start_over {
+        Store::open_set_aside(&config.state.dir, &[crate::deadletter::FILE_NAME])
+    } else {
+        Store::open(&config.state.dir)
+    }
+    .map_err(|e| early(e.into()))?;
     // An in-process emulator starts empty every run, so a checkpoint from an earlier run
     // describes a collection that no longer exists: start over.
     let previous = match previous {
@@ -844,7 +860,8 @@ impl Coordinator {
                 key: Some(rec.key.to_json()),
                 op: Some(rec.op),
                 error: format!("refused by the server: {}", err.message),
-                code: Some(err.code.clone()),
+                code: (!err.code.is_empty()).then(|| err.code.clone()),
+                http_status: Some(err.status),
                 request_id: err.request_id.clone(),
                 record,
             };

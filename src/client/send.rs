@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
@@ -29,7 +29,8 @@ pub enum SendError {
     #[error("{0}")]
     Fatal(String),
     #[error(
-        "gave up on a request of {rows} {op} rows after {attempts} attempts: {last}. The service may be down or the network unreachable; run again to continue"
+        "gave up on a request of {rows} {op} rows after {attempts} attempts: {last}. The service may be down, the \
+         network unreachable or something in between answering instead of VikingDB; run again to continue"
     )]
     Exhausted {
         op: Op,
@@ -126,6 +127,9 @@ impl Sender {
             .timeout(target.request_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(target.concurrency.max(1) * 2)
+            // The data plane never redirects; a redirect is reported, never followed (a 302 followed
+            // as a GET would drop the body and look like success).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("vikingsync/", env!("CARGO_PKG_VERSION")));
         if url
             .host_str()
@@ -175,12 +179,14 @@ impl Sender {
         let hash = sign::sha256_hex(&body);
         let path = api::path(t.api, op);
         let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs_f64(self.retry.initial_backoff))
-            .with_max_delay(Duration::from_secs_f64(self.retry.max_backoff))
+            .with_min_delay(secs(self.retry.initial_backoff))
+            .with_max_delay(secs(self.retry.max_backoff))
             .with_factor(2.0)
             .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_total_delay(Some(Duration::from_secs_f64(self.retry.max_elapsed)));
+            .with_total_delay(Some(secs(self.retry.max_elapsed)));
         let mut attempts = 0usize;
+        let deadline = Instant::now().checked_add(secs(self.retry.max_elapsed));
+        let max_backoff = secs(self.retry.max_backoff);
         let outcome = (|| {
             attempts += 1;
             self.attempt(path, rows.len(), body.clone(), &hash)
@@ -188,11 +194,19 @@ impl Sender {
         .retry(backoff)
         .when(|e| !matches!(e, AttemptError::Fatal(_)))
         .adjust(|e, delay| {
-            // Full jitter: a uniform pick in [0, delay]; never sooner than Retry-After.
+            // Full jitter: a uniform pick in [0, delay]. Retry-After is honoured up to max_backoff,
+            // and no wait runs past max_elapsed: past it, the request gives up.
             let jittered = delay.map(|d| d.mul_f64(rand::rng().random::<f64>()));
-            match e {
-                AttemptError::Throttled(Some(after)) => jittered.map(|j| j.max(*after)),
+            let wait = match e {
+                AttemptError::Throttled(Some(after)) => jittered.map(|j| j.max((*after).min(max_backoff))),
                 _ => jittered,
+            }?;
+            match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    (!left.is_zero()).then(|| wait.min(left))
+                }
+                None => Some(wait),
             }
         })
         .notify(|e, delay| {
@@ -215,19 +229,43 @@ impl Sender {
     async fn attempt(&self, path: &str, rows: usize, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
         self.limiter.acquire(rows).await;
         self.stats.requests.fetch_add(1, Relaxed);
+        let endpoint = format!("POST {}{path}", self.base);
         let request = self.request(path, body, hash);
-        let response = request
+        let mut response = request
             .send()
             .await
-            .map_err(|e| AttemptError::Retryable(format!("request failed: {}", transport_reason(&e))))?;
+            .map_err(|e| AttemptError::Retryable(format!("{endpoint}: request failed: {}", transport_reason(&e))))?;
         let status = response.status().as_u16();
         let request_id = header(&response, "x-tt-logid");
-        let retry_after = header(&response, "retry-after").and_then(|v| parse_retry_after(&v));
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| AttemptError::Retryable(format!("reading the response failed: {}", transport_reason(&e))))?;
-        match api::classify(status, &bytes, request_id.as_deref(), retry_after) {
+        let location = header(&response, "location");
+        let retry_after = header(&response, "retry-after")
+            .and_then(|v| parse_retry_after(&v))
+            .map(|d| d.min(secs(self.retry.max_backoff)));
+        let bytes = match read_capped(&mut response, MAX_RESPONSE_BYTES).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(AttemptError::Retryable(format!(
+                    "{endpoint} answered HTTP {status} with a body over {} KiB, which is not a VikingDB write answer; \
+                     the rest was not read",
+                    MAX_RESPONSE_BYTES / 1024
+                )));
+            }
+            Err(e) => {
+                return Err(AttemptError::Retryable(format!(
+                    "{endpoint}: reading the response failed: {}",
+                    transport_reason(&e)
+                )));
+            }
+        };
+        let reply = api::Reply {
+            status,
+            body: &bytes,
+            request_id: request_id.as_deref(),
+            retry_after,
+            location: location.as_deref(),
+            endpoint: &endpoint,
+        };
+        match api::classify(self.target.api, &reply) {
             Verdict::Applied => Ok(Sent::Applied),
             Verdict::Refused(e) => Ok(Sent::Refused(e)),
             Verdict::Throttled { retry_after } => {
@@ -295,6 +333,30 @@ impl Sender {
         };
         builder.body(body)
     }
+}
+
+/// Seconds from the config (range-checked at load) as a `Duration`.
+fn secs(x: f64) -> Duration {
+    Duration::try_from_secs_f64(x).unwrap_or(Duration::MAX)
+}
+
+/// A data-plane write answer is a few hundred bytes; anything bigger is not one, and is not read
+/// into memory.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Reads a body up to `cap` bytes. `None`: it is longer (the rest is left unread).
+async fn read_capped(response: &mut reqwest::Response, cap: usize) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if out.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod demo;
 mod harness;
+mod hostile;
 mod interop;
 mod matrix;
 mod readers;
