@@ -364,34 +364,84 @@ impl Config {
         {
             return Err(format!("[target] endpoint `{ep}` must start with http:// or https://"));
         }
-        if self.rate.concurrency == 0 {
-            return Err("[rate] concurrency must be at least 1".into());
+        if let Some(ep) = &self.target.endpoint {
+            check_endpoint(ep)?;
         }
-        if self.rate.batch_rows == 0 || self.rate.batch_rows > 100 {
-            return Err("[rate] batch_rows must be between 1 and 100 (VikingDB's per-request limit)".into());
+        for (key, secs, limit) in [
+            ("[target] request_timeout", self.target.request_timeout, limits::TIMEOUT),
+            ("[target] connect_timeout", self.target.connect_timeout, limits::TIMEOUT),
+            ("[retry] initial_backoff", self.retry.initial_backoff, limits::BACKOFF),
+            ("[retry] max_backoff", self.retry.max_backoff, limits::BACKOFF),
+            ("[retry] max_elapsed", self.retry.max_elapsed, limits::MAX_ELAPSED),
+            (
+                "[state] commit_interval",
+                self.state.commit_interval,
+                limits::COMMIT_INTERVAL,
+            ),
+        ] {
+            check_secs(key, secs, limit)?;
         }
+        check_count(
+            "[rate] concurrency",
+            self.rate.concurrency as u64,
+            1,
+            limits::MAX_CONCURRENCY,
+            "",
+        )?;
+        check_count(
+            "[rate] batch_rows",
+            self.rate.batch_rows as u64,
+            1,
+            limits::MAX_BATCH_ROWS,
+            " (VikingDB's per-request limit)",
+        )?;
+        if self.rate.rows_per_second > limits::MAX_ROWS_PER_SECOND {
+            return Err(format!(
+                "[rate] rows_per_second = {} is out of range: use 0 for no limit, or 1 to {}",
+                self.rate.rows_per_second,
+                limits::MAX_ROWS_PER_SECOND
+            ));
+        }
+        check_count(
+            "[retry] max_attempts",
+            self.retry.max_attempts as u64,
+            1,
+            limits::MAX_ATTEMPTS,
+            "",
+        )?;
         if self.retry.initial_backoff > self.retry.max_backoff {
-            return Err("[retry] initial_backoff must not exceed max_backoff".into());
+            return Err(format!(
+                "[retry] initial_backoff ({} s) must not exceed max_backoff ({} s)",
+                self.retry.initial_backoff, self.retry.max_backoff
+            ));
         }
-        if self.state.commit_rows == 0 {
-            return Err("[state] commit_rows must be at least 1".into());
+        check_count(
+            "[state] commit_rows",
+            self.state.commit_rows,
+            1,
+            limits::MAX_COMMIT_ROWS,
+            "",
+        )?;
+        if let Some(dim) = self.collection.dim {
+            check_count("[collection] dim", dim as u64, 1, limits::MAX_DIM, "")?;
         }
         if self.emulator_faults.is_some() && !self.target.emulator {
             return Err("[emulator_faults] applies only with [target] emulator = true".into());
         }
-        if self.retry.max_attempts == 0 {
-            return Err("[retry] max_attempts must be at least 1".into());
-        }
-        for (name, secs) in [
-            ("target.request_timeout", self.target.request_timeout),
-            ("target.connect_timeout", self.target.connect_timeout),
-            ("retry.max_elapsed", self.retry.max_elapsed),
-            ("retry.initial_backoff", self.retry.initial_backoff),
-            ("retry.max_backoff", self.retry.max_backoff),
-            ("state.commit_interval", self.state.commit_interval),
-        ] {
-            if !(secs.is_finite() && secs > 0.0) {
-                return Err(format!("`{name}` must be a positive number of seconds"));
+        if let Some(f) = &self.emulator_faults {
+            f.check().map_err(|e| format!("[emulator_faults] {e}"))?;
+            for (key, ms) in [
+                ("latency_ms", f.latency_ms),
+                ("jitter_ms", f.jitter_ms),
+                ("slow_ms", f.slow_ms),
+            ] {
+                check_count(
+                    &format!("[emulator_faults] {key}"),
+                    ms,
+                    0,
+                    limits::MAX_FAULT_DELAY_MS,
+                    "",
+                )?;
             }
         }
         if self.sources.is_empty() {
@@ -437,12 +487,157 @@ impl Config {
         Ok(())
     }
 
+    /// `[target] request_timeout`, within its documented range.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.target.request_timeout)
+        self.target.request_timeout()
     }
 
+    /// `[target] connect_timeout`, within its documented range.
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.target.connect_timeout)
+        self.target.connect_timeout()
+    }
+}
+
+/// The ranges `Config::check` enforces (documented in `docs/config.md`, "Allowed ranges").
+pub mod limits {
+    /// The allowed range of a duration key, in seconds.
+    #[derive(Debug, Clone, Copy)]
+    pub struct SecsRange {
+        pub min: f64,
+        pub max: f64,
+        /// `max` in words, for messages.
+        pub max_words: &'static str,
+    }
+
+    /// `request_timeout`, `connect_timeout`: 1 ms to 1 day.
+    pub const TIMEOUT: SecsRange = SecsRange {
+        min: 0.001,
+        max: 86_400.0,
+        max_words: "1 day",
+    };
+    /// `initial_backoff`, `max_backoff`: 1 ms to 1 hour.
+    pub const BACKOFF: SecsRange = SecsRange {
+        min: 0.001,
+        max: 3_600.0,
+        max_words: "1 hour",
+    };
+    /// `max_elapsed`: 1 ms to 7 days.
+    pub const MAX_ELAPSED: SecsRange = SecsRange {
+        min: 0.001,
+        max: 604_800.0,
+        max_words: "7 days",
+    };
+    /// `commit_interval`: 1 ms to 1 hour.
+    pub const COMMIT_INTERVAL: SecsRange = SecsRange {
+        min: 0.001,
+        max: 3_600.0,
+        max_words: "1 hour",
+    };
+    pub const MAX_CONCURRENCY: u64 = 1_024;
+    pub const MAX_BATCH_ROWS: u64 = 100;
+    pub const MAX_ROWS_PER_SECOND: u32 = 1_000_000;
+    pub const MAX_ATTEMPTS: u64 = 1_000;
+    pub const MAX_COMMIT_ROWS: u64 = 100_000_000;
+    pub const MAX_DIM: u64 = 65_536;
+    /// `[emulator_faults]` delays: 1 hour.
+    pub const MAX_FAULT_DELAY_MS: u64 = 3_600_000;
+}
+
+/// Seconds as a `Duration`, clamped into `range` (NaN and infinities included): never panics,
+/// whether or not the value went through `Config::check`.
+fn clamped_secs(secs: f64, range: limits::SecsRange) -> Duration {
+    let s = if secs.is_nan() {
+        range.min
+    } else {
+        secs.clamp(range.min, range.max)
+    };
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(1))
+}
+
+/// A number of seconds as people write it: `30`, `0.2`, `1e300`, `nan`, `inf`.
+fn show_secs(secs: f64) -> String {
+    if secs.is_nan() {
+        "nan".into()
+    } else if secs.is_infinite() {
+        if secs > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if secs != 0.0 && !(1e-6..1e15).contains(&secs.abs()) {
+        format!("{secs:e}")
+    } else {
+        format!("{secs}")
+    }
+}
+
+fn check_secs(key: &str, secs: f64, range: limits::SecsRange) -> Result<(), String> {
+    if secs.is_finite() && (range.min..=range.max).contains(&secs) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} = {} is out of range: it must be a number of seconds from {} to {} ({})",
+        show_secs(secs),
+        range.min,
+        range.max,
+        range.max_words
+    ))
+}
+
+fn check_count(key: &str, value: u64, min: u64, max: u64, why: &str) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key} = {value} is out of range: it must be from {min} to {max}{why}"
+    ))
+}
+
+/// `scheme://host[:port]` that the HTTP client accepts (checked here so `validate` sees it too).
+fn check_endpoint(ep: &str) -> Result<(), String> {
+    let bad = |why: String| format!("[target] endpoint `{ep}`: {why}; expected http(s)://host[:port]");
+    let url = reqwest::Url::parse(ep).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https".into()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    if url.port() == Some(0) {
+        return Err(bad("port 0 is not a port to connect to".into()));
+    }
+    Ok(())
+}
+
+impl Target {
+    /// `request_timeout` as a `Duration`, clamped into its documented range.
+    pub fn request_timeout(&self) -> Duration {
+        clamped_secs(self.request_timeout, limits::TIMEOUT)
+    }
+
+    /// `connect_timeout` as a `Duration`, clamped into its documented range.
+    pub fn connect_timeout(&self) -> Duration {
+        clamped_secs(self.connect_timeout, limits::TIMEOUT)
+    }
+}
+
+impl RetryConfig {
+    /// The first backoff as a `Duration`, clamped into its documented range.
+    pub fn initial_backoff(&self) -> Duration {
+        clamped_secs(self.initial_backoff, limits::BACKOFF)
+    }
+
+    /// The largest backoff as a `Duration`, clamped into its documented range.
+    pub fn max_backoff(&self) -> Duration {
+        clamped_secs(self.max_backoff, limits::BACKOFF)
+    }
+
+    /// The total backoff a request may sleep, as a `Duration`, clamped into its documented range.
+    pub fn max_elapsed(&self) -> Duration {
+        clamped_secs(self.max_elapsed, limits::MAX_ELAPSED)
+    }
+}
+
+impl StateConfig {
+    /// The time between checkpoint commits as a `Duration`, clamped into its documented range.
+    pub fn commit_interval(&self) -> Duration {
+        clamped_secs(self.commit_interval, limits::COMMIT_INTERVAL)
     }
 }
 
@@ -548,16 +743,45 @@ impl Credentials {
     /// or the official SDK's `VOLC_ACCESSKEY`/`VOLC_SECRETKEY`; `VIKINGDB_SESSION_TOKEN` /
     /// `VOLC_SESSION_TOKEN`; `VIKINGDB_API_KEY` for V2).
     pub fn load(config: &Config) -> Result<Credentials, ConfigError> {
+        // A variable that is set but not UTF-8 would otherwise read as unset.
+        for name in CREDENTIAL_VARIABLES {
+            if let Some(v) = std::env::var_os(name)
+                && v.to_str().is_none()
+            {
+                return Err(ConfigError::Credentials(format!(
+                    "the environment variable {name} is not valid UTF-8; set it to the credential as plain ASCII"
+                )));
+            }
+        }
         Credentials::load_with(config, &|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
     }
 
+    /// As [`Credentials::load`], with `env` standing in for the environment. Every credential is
+    /// trimmed of surrounding whitespace (a file's trailing newline) and must then be non-empty
+    /// printable ASCII without spaces; an error names the variable or file, never the value.
     pub fn load_with(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, ConfigError> {
         let auth = &config.auth;
-        let read = |p: &PathBuf| -> Result<String, ConfigError> {
+        let read = |key: &str, p: &PathBuf| -> Result<String, ConfigError> {
             let full = config.base_dir.join(p);
-            std::fs::read_to_string(&full)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| ConfigError::Credentials(format!("cannot read {}: {e}", full.display())))
+            let what = format!("the [auth] {key} {}", full.display());
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ConfigError::Credentials(if e.kind() == std::io::ErrorKind::InvalidData {
+                    format!("{what} is not valid UTF-8; it must hold the credential as plain ASCII")
+                } else {
+                    format!("cannot read {what}: {e}")
+                })
+            })?;
+            clean_credential(&what, &text)
+        };
+        // The first of `names` that is set (and not empty), checked.
+        let from_env = |names: &[&str]| -> Result<Option<String>, ConfigError> {
+            for name in names {
+                if let Some(v) = env(name) {
+                    let what = format!("the environment variable {name}");
+                    return clean_credential(&what, &v).map(Some);
+                }
+            }
+            Ok(None)
         };
         // An API key is a V2 feature: a configured file with v1 is an error; the environment
         // variable is simply not used for v1 (AK/SK are).
@@ -567,33 +791,31 @@ impl Credentials {
                     "[auth] api_key_file works only with api = \"v2\"; v1 signs with AK/SK".into(),
                 ));
             }
-            (Some(p), ApiVersion::V2) => Some(read(p)?),
-            (None, ApiVersion::V2) => env("VIKINGDB_API_KEY"),
+            (Some(p), ApiVersion::V2) => Some(read("api_key_file", p)?),
+            (None, ApiVersion::V2) => from_env(&["VIKINGDB_API_KEY"])?,
             (None, ApiVersion::V1) => None,
         };
         if let Some(key) = api_key {
             return Ok(Credentials::ApiKey(Secret::new(key)));
         }
         let ak = match &auth.access_key_file {
-            Some(p) => Some(read(p)?),
-            None => env("VIKINGDB_AK").or_else(|| env("VOLC_ACCESSKEY")),
+            Some(p) => Some(read("access_key_file", p)?),
+            None => from_env(&["VIKINGDB_AK", "VOLC_ACCESSKEY"])?,
         };
         let sk = match &auth.secret_key_file {
-            Some(p) => Some(read(p)?),
-            None => env("VIKINGDB_SK").or_else(|| env("VOLC_SECRETKEY")),
+            Some(p) => Some(read("secret_key_file", p)?),
+            None => from_env(&["VIKINGDB_SK", "VOLC_SECRETKEY"])?,
         };
         let token = match &auth.session_token_file {
-            Some(p) => Some(read(p)?),
-            None => env("VIKINGDB_SESSION_TOKEN").or_else(|| env("VOLC_SESSION_TOKEN")),
+            Some(p) => Some(read("session_token_file", p)?),
+            None => from_env(&["VIKINGDB_SESSION_TOKEN", "VOLC_SESSION_TOKEN"])?,
         };
         match (ak, sk) {
-            (Some(access_key), Some(secret_key)) if !access_key.is_empty() && !secret_key.is_empty() => {
-                Ok(Credentials::Signed {
-                    access_key,
-                    secret_key: Secret::new(secret_key),
-                    session_token: token.filter(|t| !t.is_empty()).map(Secret::new),
-                })
-            }
+            (Some(access_key), Some(secret_key)) => Ok(Credentials::Signed {
+                access_key,
+                secret_key: Secret::new(secret_key),
+                session_token: token.map(Secret::new),
+            }),
             _ => Err(ConfigError::Credentials(
                 "no credentials: set VIKINGDB_AK and VIKINGDB_SK (or VOLC_ACCESSKEY/VOLC_SECRETKEY), \
                  name files in [auth], or set VIKINGDB_API_KEY (v2)"
@@ -601,6 +823,50 @@ impl Credentials {
             )),
         }
     }
+}
+
+/// The environment variables credentials may come from.
+const CREDENTIAL_VARIABLES: [&str; 7] = [
+    "VIKINGDB_API_KEY",
+    "VIKINGDB_AK",
+    "VOLC_ACCESSKEY",
+    "VIKINGDB_SK",
+    "VOLC_SECRETKEY",
+    "VIKINGDB_SESSION_TOKEN",
+    "VOLC_SESSION_TOKEN",
+];
+
+/// Trims surrounding whitespace (a file's trailing newline, `\r\n` included) and checks what is
+/// left goes into an HTTP header as it is: non-empty, printable ASCII, no space. `what` names the
+/// source in errors; the value itself never appears in one.
+fn clean_credential(what: &str, raw: &str) -> Result<String, ConfigError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(ConfigError::Credentials(format!(
+            "{what} is empty{}; it must hold the credential",
+            if raw.is_empty() { "" } else { " (only whitespace)" }
+        )));
+    }
+    let trimmed = if value.len() == raw.len() {
+        ""
+    } else {
+        ", counted after trimming surrounding whitespace"
+    };
+    if let Some((i, c)) = value.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+        let kind = if c.is_control() {
+            format!("a control character (U+{:04X})", u32::from(c))
+        } else if c.is_whitespace() {
+            format!("whitespace (U+{:04X})", u32::from(c))
+        } else {
+            format!("a non-ASCII character (U+{:04X})", u32::from(c))
+        };
+        return Err(ConfigError::Credentials(format!(
+            "{what} is malformed: {kind} at character {}{trimmed}; credentials are printable ASCII \
+             without spaces, so check for a stray newline, a pasted quote or an invisible character",
+            i + 1,
+        )));
+    }
+    Ok(value.to_string())
 }
 
 #[cfg(test)]
@@ -703,5 +969,225 @@ op = "upsert"
         ));
         let none = Credentials::load_with(&c, &|_| None).expect_err("missing");
         assert!(none.to_string().contains("VIKINGDB_AK"));
+    }
+    /// MINIMAL with `key = value` added under `[table]` (created if MINIMAL lacks it).
+    fn with(table: &str, key: &str, value: &str) -> String {
+        let header = format!("[{table}]\n");
+        if MINIMAL.contains(&header) {
+            MINIMAL.replacen(&header, &format!("{header}{key} = {value}\n"), 1)
+        } else {
+            format!("{header}{key} = {value}\n{MINIMAL}")
+        }
+    }
+
+    #[test]
+    fn every_duration_is_range_checked_and_named() {
+        for (table, key) in [
+            ("target", "request_timeout"),
+            ("target", "connect_timeout"),
+            ("retry", "initial_backoff"),
+            ("retry", "max_backoff"),
+            ("retry", "max_elapsed"),
+            ("state", "commit_interval"),
+        ] {
+            for bad in ["1e300", "nan", "inf", "-inf", "-1", "0", "1e-9", "1e7"] {
+                let err = parse(&with(table, key, bad))
+                    .expect_err(&format!("{key} = {bad}"))
+                    .to_string();
+                assert!(err.contains(&format!("[{table}] {key} = ")), "{key} = {bad}: {err}");
+                assert!(err.contains("out of range") && err.contains("seconds"), "{err}");
+            }
+            // The largest allowed value loads, and its Duration is exact.
+            let max = match key {
+                "request_timeout" | "connect_timeout" => 86_400.0,
+                "max_elapsed" => 604_800.0,
+                _ => 3_600.0,
+            };
+            let mut text = with(table, key, &format!("{max:?}"));
+            if key == "initial_backoff" {
+                text = text.replace("[retry]\n", "[retry]\nmax_backoff = 3600\n");
+            }
+            let c = parse(&text).unwrap_or_else(|e| panic!("{key} = {max}: {e}"));
+            let d = match key {
+                "request_timeout" => c.request_timeout(),
+                "connect_timeout" => c.connect_timeout(),
+                "initial_backoff" => c.retry.initial_backoff(),
+                "max_backoff" => c.retry.max_backoff(),
+                "max_elapsed" => c.retry.max_elapsed(),
+                _ => c.state.commit_interval(),
+            };
+            assert_eq!(d, Duration::from_secs_f64(max), "{key}");
+        }
+        let err = parse(&with("target", "request_timeout", "1e300"))
+            .expect_err("big")
+            .to_string();
+        assert!(err.contains("1e300") && err.contains("1 day"), "{err}");
+    }
+
+    #[test]
+    fn duration_accessors_never_panic_even_unchecked() {
+        let mut r = RetryConfig::default();
+        assert_eq!(r.initial_backoff(), Duration::from_millis(200));
+        assert_eq!(r.max_backoff(), Duration::from_secs(10));
+        assert_eq!(r.max_elapsed(), Duration::from_secs(300));
+        for v in [1e300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0] {
+            r.initial_backoff = v;
+            r.max_backoff = v;
+            r.max_elapsed = v;
+            assert!(r.initial_backoff() <= Duration::from_secs(3600));
+            assert!(r.max_backoff() >= Duration::from_millis(1));
+            assert!(r.max_elapsed() <= Duration::from_secs(7 * 86_400));
+        }
+        let mut s = StateConfig::default();
+        assert_eq!(s.commit_interval(), Duration::from_millis(50));
+        s.commit_interval = f64::INFINITY;
+        assert_eq!(s.commit_interval(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn absurd_numbers_are_refused_with_the_key_and_range() {
+        for (table, key, bad, range) in [
+            ("rate", "concurrency", "0", "1 to 1024"),
+            ("rate", "concurrency", "1000000000000", "1 to 1024"),
+            ("rate", "batch_rows", "0", "1 to 100"),
+            ("rate", "batch_rows", "101", "1 to 100"),
+            ("rate", "rows_per_second", "4294967295", "1 to 1000000"),
+            ("retry", "max_attempts", "0", "1 to 1000"),
+            ("retry", "max_attempts", "1000000000000000000", "1 to 1000"),
+            ("state", "commit_rows", "0", "1 to 100000000"),
+            ("collection", "dim", "0", "1 to 65536"),
+            ("collection", "dim", "9223372036854775807", "1 to 65536"),
+        ] {
+            let err = parse(&with(table, key, bad)).expect_err(key).to_string();
+            assert!(
+                err.contains(&format!("[{table}] {key} = {bad}")) && err.contains(range),
+                "{key} = {bad}: {err}"
+            );
+        }
+        // Values of the wrong sign or size for the type are refused by the parser, naming the key.
+        for (table, key, bad) in [
+            ("rate", "concurrency", "-1"),
+            ("rate", "rows_per_second", "-5"),
+            ("rate", "rows_per_second", "99999999999"),
+            ("state", "max_rejected_rows", "-1"),
+            ("collection", "dim", "-4"),
+            ("retry", "max_attempts", "1.5"),
+        ] {
+            let err = parse(&with(table, key, bad)).expect_err(key).to_string();
+            assert!(err.contains(key), "{key} = {bad}: {err}");
+        }
+        let ttl = MINIMAL.replace("op = \"upsert\"", "op = \"upsert\"\nttl = -1");
+        let err = parse(&ttl).expect_err("ttl").to_string();
+        assert!(err.contains("ttl"), "{err}");
+        // The bounds themselves load.
+        for (table, key, ok) in [
+            ("rate", "concurrency", "1024"),
+            ("rate", "rows_per_second", "1000000"),
+            ("rate", "rows_per_second", "0"),
+            ("retry", "max_attempts", "1000"),
+            ("collection", "dim", "65536"),
+            ("state", "max_rejected_rows", "9223372036854775807"),
+        ] {
+            parse(&with(table, key, ok)).unwrap_or_else(|e| panic!("{key} = {ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn endpoints_and_emulator_faults_are_checked() {
+        for bad in ["http://host:99999", "http://", "https://:443", "http://host:0"] {
+            let text = MINIMAL.replace("https://api-vikingdb.vikingdb.cn-beijing.volces.com", bad);
+            let err = parse(&text).expect_err(bad).to_string();
+            assert!(err.contains("[target] endpoint") && err.contains(bad), "{bad}: {err}");
+        }
+        let emu = MINIMAL.replace(
+            "endpoint = \"https://api-vikingdb.vikingdb.cn-beijing.volces.com\"",
+            "emulator = true",
+        );
+        for (key, bad) in [
+            ("latency_ms", "18446744073709551615"),
+            ("jitter_ms", "3600001"),
+            ("error_before", "nan"),
+            ("slow", "2"),
+        ] {
+            let text = format!("{emu}\n[emulator_faults]\n{key} = {bad}\n");
+            let err = parse(&text).expect_err(key).to_string();
+            assert!(err.contains(key), "{key} = {bad}: {err}");
+        }
+    }
+
+    fn creds_err(c: &Config, env: &[(&str, &str)]) -> String {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        Credentials::load_with(c, &lookup).expect_err("malformed").to_string()
+    }
+
+    #[test]
+    fn malformed_credentials_are_named_without_their_value() {
+        let c = parse(MINIMAL).expect("parses");
+        let err = creds_err(&c, &[("VIKINGDB_AK", "AKGOOD"), ("VIKINGDB_SK", "SECRET\u{1}PART")]);
+        assert!(
+            err.contains("VIKINGDB_SK") && err.contains("control character") && err.contains("character 7"),
+            "{err}"
+        );
+        assert!(!err.contains("SECRET") && !err.contains("PART"), "{err}");
+        let err = creds_err(&c, &[("VIKINGDB_AK", "AK\nX"), ("VIKINGDB_SK", "S")]);
+        assert!(err.contains("VIKINGDB_AK") && err.contains("U+000A"), "{err}");
+        let err = creds_err(&c, &[("VOLC_ACCESSKEY", "AK"), ("VOLC_SECRETKEY", "S K")]);
+        assert!(err.contains("VOLC_SECRETKEY") && err.contains("whitespace"), "{err}");
+        let err = creds_err(&c, &[("VIKINGDB_API_KEY", "key\u{200b}")]);
+        assert!(err.contains("VIKINGDB_API_KEY") && err.contains("non-ASCII"), "{err}");
+        let err = creds_err(
+            &c,
+            &[
+                ("VIKINGDB_AK", "A"),
+                ("VIKINGDB_SK", "S"),
+                ("VIKINGDB_SESSION_TOKEN", "t\u{7f}"),
+            ],
+        );
+        assert!(err.contains("VIKINGDB_SESSION_TOKEN"), "{err}");
+        let err = creds_err(&c, &[("VIKINGDB_AK", " \n"), ("VIKINGDB_SK", "S")]);
+        assert!(err.contains("VIKINGDB_AK") && err.contains("empty"), "{err}");
+        // Surrounding whitespace is trimmed, in the environment as in files.
+        let ok = |n: &str| match n {
+            "VIKINGDB_AK" => Some(" AK\r\n".to_string()),
+            "VIKINGDB_SK" => Some("SK\n".to_string()),
+            _ => None,
+        };
+        match Credentials::load_with(&c, &ok).expect("trimmed") {
+            Credentials::Signed {
+                access_key, secret_key, ..
+            } => assert_eq!((access_key.as_str(), secret_key.expose()), ("AK", "SK")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn credential_files_keep_the_trailing_newline_rule_and_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = parse(MINIMAL).expect("parses");
+        c.base_dir = dir.path().to_path_buf();
+        std::fs::write(dir.path().join("ak"), "AKFILE\n").expect("write");
+        std::fs::write(dir.path().join("sk"), "SKFILE\r\n").expect("write");
+        c.auth.access_key_file = Some(PathBuf::from("ak"));
+        c.auth.secret_key_file = Some(PathBuf::from("sk"));
+        let creds = Credentials::load_with(&c, &|_| None).expect("a trailing newline is trimmed");
+        assert!(matches!(creds, Credentials::Signed { ref access_key, .. } if access_key == "AKFILE"));
+        std::fs::write(dir.path().join("sk"), "SKFI\nLE\n").expect("write");
+        let err = Credentials::load_with(&c, &|_| None)
+            .expect_err("inner newline")
+            .to_string();
+        assert!(
+            err.contains("[auth] secret_key_file") && err.contains("sk") && err.contains("character 5"),
+            "{err}"
+        );
+        assert!(!err.contains("SKFI"), "{err}");
+        std::fs::write(dir.path().join("sk"), "\n").expect("write");
+        let err = Credentials::load_with(&c, &|_| None).expect_err("empty").to_string();
+        assert!(err.contains("secret_key_file") && err.contains("empty"), "{err}");
+        std::fs::write(dir.path().join("sk"), b"SK\xff").expect("write");
+        let err = Credentials::load_with(&c, &|_| None)
+            .expect_err("not utf-8")
+            .to_string();
+        assert!(err.contains("secret_key_file") && err.contains("UTF-8"), "{err}");
     }
 }

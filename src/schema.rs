@@ -330,28 +330,99 @@ fn describe(cell: &Cell) -> String {
     }
 }
 
+/// 2^63 as f64: floats at or beyond it (in magnitude) are outside int64.
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
+/// An integer literal as written (optional sign, then digits): text that did not parse as an
+/// i64 but matches this is an integer out of range, not a malformed value.
+fn is_integer_literal(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// "value N is out of range for int64", with N as the source wrote it (very long values are
+/// shortened in the message; the dead-letter record keeps them whole).
+fn out_of_int64_range(literal: &str) -> String {
+    const SHOWN: usize = 64;
+    let shown = if literal.len() > SHOWN {
+        format!(
+            "{}… ({} digits)",
+            literal.get(..SHOWN).unwrap_or(literal),
+            literal.trim_start_matches(['-', '+']).len()
+        )
+    } else {
+        literal.to_string()
+    };
+    format!("value {shown} is out of range for int64 (-9223372036854775808 to 9223372036854775807)")
+}
+
+/// An integral float outside int64: the digits past the 17th were lost when it was read as a float,
+/// so it is shown in exponent form rather than with invented digits.
+fn float_out_of_int64_range(f: f64) -> String {
+    format!("number {f:e} is out of range for int64 (-9223372036854775808 to 9223372036854775807)")
+}
+
 fn coerce_int(cell: &Cell) -> Result<i64, String> {
     let from_f64 = |f: f64| {
         if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
             Ok(f as i64)
+        } else if f.fract() == 0.0 && f.abs() >= TWO_POW_63 {
+            Err(float_out_of_int64_range(f))
         } else {
             Err(format!("number {f} is not an exact integer"))
         }
     };
     match cell {
         Cell::Int(i) => Ok(*i),
-        Cell::Text(s) => s
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| format!("{} is not an integer", describe(cell))),
+        Cell::Text(s) => {
+            let t = s.trim();
+            match t.parse::<i64>() {
+                Ok(i) => Ok(i),
+                Err(_) if is_integer_literal(t) => Err(out_of_int64_range(t)),
+                Err(_) => Err(format!("{} is not an integer", describe(cell))),
+            }
+        }
         Cell::Json(serde_json::Value::Number(n)) => match n.as_i64() {
             Some(i) => Ok(i),
-            None if n.is_u64() => Err(format!("{n} is out of int64 range")),
+            // serde_json keeps integers up to u64::MAX exactly: the message has the digits.
+            None if n.is_u64() => Err(out_of_int64_range(&n.to_string())),
             None => from_f64(n.as_f64().unwrap_or(f64::NAN)),
         },
         Cell::Float(f) => from_f64(*f),
         Cell::Float32(f) => from_f64(f64::from(*f)),
         other => Err(format!("{} is not an integer", describe(other))),
+    }
+}
+
+/// A `list<int64>` element that is not an int64, explained. `text` is the cell's JSON text when
+/// it came from CSV: an integer literal too big for i64 is then quoted from it as written.
+fn bad_int_list_element(
+    items: &[serde_json::Value],
+    index: usize,
+    x: &serde_json::Value,
+    text: Option<&str>,
+) -> String {
+    let literal = text.and_then(|t| {
+        // Every element is a number here, so splitting on commas finds each one's text.
+        let inner = t.trim().strip_prefix('[')?.strip_suffix(']')?;
+        let all_numbers = items.iter().all(serde_json::Value::is_number);
+        let token = inner.split(',').nth(index)?.trim();
+        (all_numbers && is_integer_literal(token)).then_some(token)
+    });
+    match (literal, x) {
+        (Some(t), _) => format!("list element {}", out_of_int64_range(t)),
+        (None, serde_json::Value::Number(n)) if n.is_u64() => {
+            format!("list element {}", out_of_int64_range(&n.to_string()))
+        }
+        (None, serde_json::Value::Number(n))
+            if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() >= TWO_POW_63) =>
+        {
+            format!(
+                "list element {}",
+                float_out_of_int64_range(n.as_f64().unwrap_or(f64::NAN))
+            )
+        }
+        _ => format!("list element `{}` is not an int64", short_json(x)),
     }
 }
 
@@ -480,14 +551,19 @@ fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value,
         FieldType::ListInt64 => match cell {
             Cell::IntList(v) => Ok(Value::IntList(v.clone())),
             other => match json_of(other)? {
-                Some(j) => json_array(&j, "integers")?
-                    .iter()
-                    .map(|x| match x.as_i64() {
-                        Some(i) => Ok(i),
-                        None => Err(format!("list element `{}` is not an int64", short_json(x))),
-                    })
-                    .collect::<Result<_, _>>()
-                    .map(Value::IntList),
+                Some(j) => {
+                    let items = json_array(&j, "integers")?;
+                    let text = match other {
+                        Cell::Text(s) => Some(s.as_str()),
+                        _ => None,
+                    };
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| x.as_i64().ok_or_else(|| bad_int_list_element(items, i, x, text)))
+                        .collect::<Result<_, _>>()
+                        .map(Value::IntList)
+                }
                 None => Err(format!("{} is not a list of integers", describe(other))),
             },
         },
@@ -730,5 +806,122 @@ mod tests {
         let rec = schema().coerce(&r, &m, origin()).expect("valid");
         assert_eq!(rec.ttl, Some(60));
         assert_eq!(&*rec.json, r#"{"id":1,"vec":[0.1,0.2,0.3,0.4]}"#);
+    }
+    #[test]
+    fn integers_beyond_int64_are_named_with_their_digits() {
+        let s = schema();
+        let cases = [
+            (
+                text("99999999999999999999"),
+                "value 99999999999999999999 is out of range for int64",
+            ),
+            (
+                text(" -9223372036854775809 "),
+                "value -9223372036854775809 is out of range for int64",
+            ),
+            (
+                text("+18446744073709551616"),
+                "value +18446744073709551616 is out of range for int64",
+            ),
+            (
+                Cell::Json(serde_json::json!(18446744073709551615u64)),
+                "value 18446744073709551615 is out of range for int64",
+            ),
+            (
+                Cell::Json(serde_json::from_str("18446744073709551616").expect("json")),
+                "number 1.8446744073709552e19 is out of range for int64",
+            ),
+            (Cell::Float(1e20), "number 1e20 is out of range for int64"),
+            (text("12a"), "`12a` is not an integer"),
+            (text("1e3"), "`1e3` is not an integer"),
+        ];
+        for (cell, expected) in cases {
+            assert_eq!(
+                coerce_int(&cell).expect_err("out of range").split(" (").next(),
+                Some(expected),
+                "{cell:?}"
+            );
+            // The same cell as the primary key.
+            let e = s
+                .coerce(&row(&[("id", cell.clone())]), &mapping(Op::Upsert), origin())
+                .expect_err("key");
+            assert!(
+                e.reason.contains(expected) && e.reason.contains("primary key `id`"),
+                "{}",
+                e.reason
+            );
+        }
+        let long = "9".repeat(200);
+        let e = coerce_int(&text(&long)).expect_err("long");
+        assert!(e.contains("(200 digits)") && e.len() < 200, "{e}");
+        // In range, at the edges.
+        assert_eq!(coerce_int(&text("-9223372036854775808")), Ok(i64::MIN));
+        assert_eq!(coerce_int(&text("9223372036854775807")), Ok(i64::MAX));
+    }
+
+    #[test]
+    fn list_int64_elements_beyond_int64_keep_their_digits() {
+        let s = schema();
+        let e = s
+            .coerce(
+                &row(&[("id", text("5")), ("nums", text("[1, 99999999999999999999 ,3]"))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("big element");
+        assert!(
+            e.reason
+                .contains("list element value 99999999999999999999 is out of range for int64"),
+            "{}",
+            e.reason
+        );
+        let json = |t: &str| Cell::Json(serde_json::from_str(t).expect("json"));
+        let e = s
+            .coerce(
+                &row(&[("id", text("5")), ("nums", json("[1, 9223372036854775808]"))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("u64 element");
+        assert!(
+            e.reason.contains("value 9223372036854775808 is out of range"),
+            "{}",
+            e.reason
+        );
+        let e = s
+            .coerce(
+                &row(&[("id", text("5")), ("nums", text(r#"["a,b", 99999999999999999999]"#))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("mixed");
+        assert!(e.reason.contains("`\"a,b\"` is not an int64"), "{}", e.reason);
+        let e = s
+            .coerce(
+                &row(&[("id", text("5")), ("nums", text("[1.5]"))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect_err("fraction");
+        assert!(e.reason.contains("`1.5` is not an int64"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_ttl_beyond_int64_is_explained() {
+        let mut m = mapping(Op::Upsert);
+        m.ttl_column = Some("ttl".into());
+        let e = schema()
+            .coerce(
+                &row(&[("id", text("1")), ("ttl", text("99999999999999999999"))]),
+                &m,
+                origin(),
+            )
+            .expect_err("ttl");
+        assert!(
+            e.reason
+                .contains("ttl column `ttl`: value 99999999999999999999 is out of range"),
+            "{}",
+            e.reason
+        );
     }
 }
