@@ -601,7 +601,7 @@ async fn run_inner(
         max_rejected: config.state.max_rejected_rows,
         rejected_before,
         primary_key: Arc::from(config.collection.primary_key.as_str()),
-        commit_interval: Duration::from_secs_f64(config.state.commit_interval),
+        commit_interval: config.state.commit_interval(),
         commit_rows: config.state.commit_rows,
         acked_since_commit: 0,
         last_commit: Instant::now(),

@@ -179,14 +179,14 @@ impl Sender {
         let hash = sign::sha256_hex(&body);
         let path = api::path(t.api, op);
         let backoff = ExponentialBuilder::default()
-            .with_min_delay(secs(self.retry.initial_backoff))
-            .with_max_delay(secs(self.retry.max_backoff))
+            .with_min_delay(self.retry.initial_backoff())
+            .with_max_delay(self.retry.max_backoff())
             .with_factor(2.0)
             .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_total_delay(Some(secs(self.retry.max_elapsed)));
+            .with_total_delay(Some(self.retry.max_elapsed()));
         let mut attempts = 0usize;
-        let deadline = Instant::now().checked_add(secs(self.retry.max_elapsed));
-        let max_backoff = secs(self.retry.max_backoff);
+        let deadline = Instant::now().checked_add(self.retry.max_elapsed());
+        let max_backoff = self.retry.max_backoff();
         let outcome = (|| {
             attempts += 1;
             self.attempt(path, rows.len(), body.clone(), &hash)
@@ -240,7 +240,7 @@ impl Sender {
         let location = header(&response, "location");
         let retry_after = header(&response, "retry-after")
             .and_then(|v| parse_retry_after(&v))
-            .map(|d| d.min(secs(self.retry.max_backoff)));
+            .map(|d| d.min(self.retry.max_backoff()));
         let bytes = match read_capped(&mut response, MAX_RESPONSE_BYTES).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
@@ -333,11 +333,6 @@ impl Sender {
         };
         builder.body(body)
     }
-}
-
-/// Seconds from the config (range-checked at load) as a `Duration`.
-fn secs(x: f64) -> Duration {
-    Duration::try_from_secs_f64(x).unwrap_or(Duration::MAX)
 }
 
 /// A data-plane write answer is a few hundred bytes; anything bigger is not one, and is not read
