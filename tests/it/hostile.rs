@@ -195,6 +195,10 @@ fn garbage_200s() -> Vec<(&'static str, Vec<u8>)> {
             response("200 OK", "Content-Type: application/json\r\n", br#"{"code":"Succ"#),
         ),
         (
+            "connection cut mid-body",
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"code\":\"Success\"".to_vec(),
+        ),
+        (
             "json without code",
             response("200 OK", "Content-Type: application/json\r\n", br#"{"message":"ok"}"#),
         ),
@@ -249,7 +253,12 @@ async fn a_200_that_is_not_a_vikingdb_answer_is_never_applied() {
             let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
             let shown = text(&out);
             assert_eq!(out.status.code(), Some(1), "{api} {what}: {shown}");
-            assert!(shown.contains("not a VikingDB answer"), "{api} {what}: {shown}");
+            let why = if what == "connection cut mid-body" {
+                "reading the response failed"
+            } else {
+                "not a VikingDB answer"
+            };
+            assert!(shown.contains(why), "{api} {what}: {shown}");
             assert!(
                 shown.contains(&format!("POST {}/api/", server.endpoint)),
                 "{api} {what}: names the endpoint: {shown}"
