@@ -1,6 +1,7 @@
 //! Integration tests: the real `vikingsync` binary against the emulator over loopback HTTP.
 //! One test binary (modules below) so the dependency graph links once.
 
+mod adversarial_input;
 mod cli;
 mod crash;
 mod demo;
