@@ -1,13 +1,22 @@
 //! CSV reader: a header row, then one `RawRow` per record, every non-empty cell as `Cell::Text`.
 //!
 //! Owns: header handling (required; a UTF-8 byte order mark is dropped), field-count checks
-//! against the header, UTF-8 checks per cell, and byte-offset positions in the decompressed
-//! stream (the csv crate counts from where it started; the base is added here).
+//! against the header, UTF-8 checks per cell, quoted fields that never close, and byte-offset
+//! positions in the decompressed stream (the csv crate counts from where it started; the base is
+//! added here).
 //! Never: interprets a cell (no numbers, no trimming), reads more than one record at a time, or
 //! stops the file for a bad record: a record whose field count differs from the header's, or a
 //! cell that is not UTF-8, is a `ReadError::Row` and reading goes on.
+//!
+//! Quoting: `.csv` files follow RFC 4180 (`"` opens a quoted field at the start of a field, `""`
+//! inside it is a quote). A quoted field still open at the end of the file, or longer than
+//! `MAX_QUOTED_FIELD` bytes, stops the file with a `ReadError::File` naming the line (or, after
+//! a resume, the byte) where the quote opened: the csv crate would end such a field silently at
+//! the end of the file and swallow every line after the quote into one cell. The record holding
+//! the quote is never yielded. `.tsv` files (IANA text/tab-separated-values) have no quoting at
+//! all: a `"` is an ordinary character, and a field cannot contain a tab or a line break.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,7 +29,7 @@ pub(super) struct CsvReader {
     path: PathBuf,
     compression: Compression,
     /// `None` for an empty file (no header, no rows).
-    rdr: Option<csv::Reader<Box<dyn Read + Send>>>,
+    rdr: Option<csv::Reader<QuoteTracker>>,
     record: ByteRecord,
     headers: Vec<Arc<str>>,
     /// Offset in the decompressed stream at which `rdr` started.
@@ -33,12 +42,169 @@ pub(super) struct CsvReader {
     done: bool,
 }
 
-fn builder(delimiter: u8) -> csv::ReaderBuilder {
+fn builder(delimiter: u8, quoting: bool) -> csv::ReaderBuilder {
     let mut b = csv::ReaderBuilder::new();
     // Field counts are checked against the header here, not by the csv crate, which compares
     // with the first record it reads (a data row after a resume).
-    b.has_headers(false).flexible(true).delimiter(delimiter);
+    b.has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .quoting(quoting);
     b
+}
+
+/// The longest quoted field accepted, in bytes: a longer one is taken for a quote that was never
+/// closed (a later stray quote would otherwise close it and swallow the lines in between).
+pub(super) const MAX_QUOTED_FIELD: u64 = 1024 * 1024;
+
+/// A quoted field that never closes, found by [`QuoteTracker`].
+#[derive(Debug)]
+struct OpenQuote {
+    /// Offset in the decompressed stream of the opening quote.
+    byte: u64,
+    /// Its line, when the tracker started at the start of the file.
+    line: Option<u64>,
+    /// Whether the file ended inside the field (else it grew past `MAX_QUOTED_FIELD`).
+    at_eof: bool,
+}
+
+impl std::fmt::Display for OpenQuote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match self.line {
+            Some(line) => format!("line {line} (byte {})", self.byte),
+            None => format!("byte {}", self.byte),
+        };
+        if self.at_eof {
+            write!(
+                f,
+                "a quoted field opened on {place} is still open at the end of the file: an unmatched \
+                 '\"' (quote the whole field and double any quote inside it, or fix the stray quote)"
+            )
+        } else {
+            write!(
+                f,
+                "a quoted field opened on {place} is longer than {MAX_QUOTED_FIELD} bytes: taken for \
+                 an unmatched '\"' (quote the whole field and double any quote inside it, or fix the \
+                 stray quote)"
+            )
+        }
+    }
+}
+
+impl std::error::Error for OpenQuote {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QState {
+    /// At the start of a field (or record).
+    StartField,
+    /// In an unquoted field: a quote is an ordinary character.
+    InField,
+    /// In a quoted field.
+    InQuoted,
+    /// Just after a quote inside a quoted field: the field's end, or the first of `""`.
+    QuoteInQuoted,
+}
+
+/// Follows the csv crate's quoting rules (RFC 4180, `""` as an escaped quote, `\r`, `\n` or
+/// `\r\n` ending a record) over the bytes it reads, and turns the end of the stream inside a
+/// quoted field, or a quoted field longer than `MAX_QUOTED_FIELD`, into an `io::Error` wrapping
+/// [`OpenQuote`]. It sits below the csv crate's buffer, so that error reaches the csv reader while
+/// it reads the record holding the quote: the records before it have been handed out, that one
+/// never is.
+pub(super) struct QuoteTracker {
+    inner: Box<dyn Read + Send>,
+    delimiter: u8,
+    /// `false` for TSV: nothing to track.
+    quoting: bool,
+    state: QState,
+    /// Offset in the decompressed stream of the next byte read.
+    offset: u64,
+    /// Line of the next byte read, when known (read from the start of the file).
+    line: Option<u64>,
+    /// Where the open quoted field started: (byte, line).
+    opened: (u64, Option<u64>),
+    /// Set once an open quote was reported (`true`: at the end of the stream): later reads
+    /// report it again.
+    failed: Option<bool>,
+}
+
+impl QuoteTracker {
+    fn new(inner: Box<dyn Read + Send>, delimiter: u8, quoting: bool, offset: u64, line: Option<u64>) -> Self {
+        QuoteTracker {
+            inner,
+            delimiter,
+            quoting,
+            state: QState::StartField,
+            offset,
+            line,
+            opened: (0, None),
+            failed: None,
+        }
+    }
+
+    fn open_quote(&self, at_eof: bool) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            OpenQuote {
+                byte: self.opened.0,
+                line: self.opened.1,
+                at_eof,
+            },
+        )
+    }
+
+    fn track(&mut self, bytes: &[u8]) -> Result<(), io::Error> {
+        for &b in bytes {
+            let eol = b == b'\n' || b == b'\r';
+            self.state = match self.state {
+                QState::StartField if b == b'"' => {
+                    self.opened = (self.offset, self.line);
+                    QState::InQuoted
+                }
+                QState::StartField | QState::InField | QState::QuoteInQuoted if eol || b == self.delimiter => {
+                    QState::StartField
+                }
+                QState::StartField | QState::InField => QState::InField,
+                QState::InQuoted if b == b'"' => QState::QuoteInQuoted,
+                QState::InQuoted => QState::InQuoted,
+                QState::QuoteInQuoted if b == b'"' => QState::InQuoted,
+                QState::QuoteInQuoted => QState::InField,
+            };
+            self.offset += 1;
+            if b == b'\n'
+                && let Some(l) = self.line.as_mut()
+            {
+                *l += 1;
+            }
+            if matches!(self.state, QState::InQuoted | QState::QuoteInQuoted)
+                && self.offset - self.opened.0 > MAX_QUOTED_FIELD
+            {
+                return Err(self.open_quote(false));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for QuoteTracker {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(at_eof) = self.failed {
+            return Err(self.open_quote(at_eof));
+        }
+        let n = self.inner.read(buf)?;
+        if !self.quoting {
+            return Ok(n);
+        }
+        if n == 0 && self.state == QState::InQuoted {
+            self.failed = Some(true);
+            return Err(self.open_quote(true));
+        }
+        if let Err(e) = self.track(&buf[..n]) {
+            self.failed = Some(false);
+            return Err(e);
+        }
+        Ok(n)
+    }
 }
 
 impl CsvReader {
@@ -46,11 +212,13 @@ impl CsvReader {
         path: &Path,
         compression: Compression,
         delimiter: u8,
+        quoting: bool,
         start: Option<(u64, u64)>,
     ) -> Result<Self, ReadError> {
-        let (stream, counter) = super::open_stream(path, compression, 0)?;
+        let (stream, counter, verified) = super::open_stream(path, compression, 0, None)?;
         let (stream, bom) = super::strip_bom(path, compression, stream)?;
-        let mut rdr = builder(delimiter).from_reader(stream);
+        let tracker = QuoteTracker::new(stream, delimiter, quoting, bom, Some(1));
+        let mut rdr = builder(delimiter, quoting).from_reader(tracker);
         let mut record = ByteRecord::new();
         let mut reader = CsvReader {
             path: path.to_path_buf(),
@@ -80,8 +248,9 @@ impl CsvReader {
         match start {
             Some((byte, rows)) if byte > header_end => {
                 drop(rdr);
-                let (stream, counter) = super::open_stream(path, compression, byte)?;
-                reader.rdr = Some(builder(delimiter).from_reader(stream));
+                let (stream, counter, _) = super::open_stream(path, compression, byte, Some(verified))?;
+                let tracker = QuoteTracker::new(stream, delimiter, quoting, byte, None);
+                reader.rdr = Some(builder(delimiter, quoting).from_reader(tracker));
                 reader.counter = counter;
                 reader.base = byte;
                 reader.rows = rows;
@@ -98,7 +267,10 @@ impl CsvReader {
 
     fn csv_error(&self, e: csv::Error) -> ReadError {
         match e.into_kind() {
-            csv::ErrorKind::Io(io) => super::stream_error(&self.path, self.compression, &io),
+            csv::ErrorKind::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<OpenQuote>()) {
+                Some(open) => super::file_error(&self.path, open.to_string()),
+                None => super::stream_error(&self.path, self.compression, &io),
+            },
             other => super::file_error(&self.path, format!("CSV error: {other:?}")),
         }
     }
@@ -427,5 +599,73 @@ mod tests {
         }
         assert_eq!(n, 1000);
         assert_eq!(r.bytes_read(), gz.len() as u64);
+    }
+
+    #[test]
+    fn unterminated_quote_stops_at_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "q.csv", b"id,t\n1,a\n2,\"oops\n3,c\n4,d\n");
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].as_ref().unwrap().cells[1].1, t("a"));
+        match &rows[1] {
+            Err(ReadError::File { message, .. }) => {
+                assert!(message.contains("line 3 (byte 11)"), "{message}");
+                assert!(message.contains("end of the file"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Resumed after row 1: the byte is given, not the line.
+        let end = rows[0].as_ref().unwrap().end;
+        let rest = read_all(&p, &ReadOptions::default(), Some(end));
+        match &rest[..] {
+            [Err(ReadError::File { message, .. })] => assert!(message.contains("byte 11"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // In the header.
+        let p = write(&dir, "h.csv", b"id,\"t\n1,2\n");
+        assert!(matches!(
+            super::super::open(&p, &ReadOptions::default(), None),
+            Err(ReadError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn closed_quotes_in_every_form_are_not_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        // Escaped quotes, a quote inside an unquoted field, text after a closing quote, a quoted
+        // field spanning lines, CRLF, a closing quote right at the end of the file.
+        let data = b"a,b\r\n\"x\"\"y\",1\r\nab\"c,\"\"\r\n\"q\"r,\"two\nlines\"\n\"end\",\"\"\"\"";
+        let p = write(&dir, "ok.csv", data);
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert!(rows.iter().all(Result::is_ok), "{rows:?}");
+        assert_eq!(rows[0].as_ref().unwrap().cells[0].1, t("x\"y"));
+        assert_eq!(rows[1].as_ref().unwrap().cells[0].1, t("ab\"c"));
+        assert_eq!(rows[3].as_ref().unwrap().cells[1].1, t("\""));
+    }
+
+    #[test]
+    fn quoted_field_over_the_bound_is_a_file_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = b"id,t\n1,\"".to_vec();
+        data.resize(data.len() + super::MAX_QUOTED_FIELD as usize + 10, b'x');
+        data.extend_from_slice(b"\"\n2,b\n");
+        let p = write(&dir, "long.csv", &data);
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        match &rows[..] {
+            [Err(ReadError::File { message, .. })] => assert!(message.contains("line 2"), "{message}"),
+            other => panic!("{:?}", other.len()),
+        }
+    }
+
+    #[test]
+    fn tsv_has_no_quoting() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, "q.tsv", b"id\tt\n1\t\"oops\n2\t\"a\"\"b\"\n");
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].as_ref().unwrap().cells[1].1, t("\"oops"));
+        assert_eq!(rows[1].as_ref().unwrap().cells[1].1, t("\"a\"\"b\""));
     }
 }

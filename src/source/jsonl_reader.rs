@@ -35,7 +35,7 @@ pub(super) struct JsonlReader {
 impl JsonlReader {
     pub(super) fn open(path: &Path, compression: Compression, start: Option<(u64, u64)>) -> Result<Self, ReadError> {
         let (byte, rows) = start.unwrap_or((0, 0));
-        let (stream, counter) = super::open_stream(path, compression, byte)?;
+        let (stream, counter, _) = super::open_stream(path, compression, byte, None)?;
         Ok(JsonlReader {
             path: path.to_path_buf(),
             compression,

@@ -7,8 +7,17 @@
 //! is handed on as it was read. A row that cannot be read is reported with its file and row number,
 //! never skipped and never a panic.
 //!
+//! Integrity (docs/input-integrity.md): no row is handed on from bytes that failed, or have not
+//! yet passed, a check the format offers. A gzip or zstd file is decompressed once before its
+//! first row (every gzip member's CRC-32 and ISIZE, every zstd frame's checksum when it has one),
+//! and only the bytes so verified are read. A Parquet row group's page CRCs are checked before
+//! its first row. A CSV quoted field still open at the end of the file (or longer than 1 MiB)
+//! stops the file at the record that opened it; `.tsv` has no quoting. A resumed CSV/JSONL read
+//! must start on a line, else the file changed in place since its checkpoint.
+//!
 //! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
-//! (globs), `detect` (extensions), `open` (dispatch), decompression and byte counting.
+//! (globs), `detect` (extensions), `open` (dispatch), decompression, verification of compressed
+//! streams and byte counting.
 //! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each.
 
 // `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
@@ -24,7 +33,7 @@ mod parquet_reader;
 mod tests;
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -388,7 +397,12 @@ fn is_tsv(path: &Path) -> bool {
 /// wrong kind for the format, is a `ReadError::File`: the file was truncated or replaced.
 ///
 /// For CSV the delimiter is `opts.delimiter`, except that a `.tsv` file with the default `,`
-/// uses a tab.
+/// uses a tab; `.tsv` files have no quoting (`"` is an ordinary character).
+///
+/// Integrity (see docs/input-integrity.md): a gzip or zstd file is decompressed once to check its
+/// checksums before any row is read, and only the bytes so verified are read; Parquet row groups
+/// have their page checksums checked before any of their rows is handed out; a CSV quoted field
+/// that never closes stops the file; a resumed CSV/JSONL read must start on a line.
 pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<Box<dyn RowReader>, ReadError> {
     let (format, compression) = detect(path, opts.format)?;
     let wrong_kind = |expected: &str| ReadError::File {
@@ -420,10 +434,13 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                 } else {
                     opts.delimiter
                 };
+                // IANA text/tab-separated-values has no quoting: in a .tsv file `"` is a character.
+                let quoting = !is_tsv(path);
                 Ok(Box::new(csv_reader::CsvReader::open(
                     path,
                     compression,
                     delimiter,
+                    quoting,
                     start,
                 )?))
             } else {
@@ -459,38 +476,59 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// A decompressed byte stream positioned `skip` bytes into the decompressed data, and the
-/// counter of raw bytes consumed.
+/// A decompressed byte stream positioned `skip` bytes into the decompressed data, the counter of
+/// raw bytes consumed, and the number of raw bytes that the stream releases.
+///
+/// Compressed files are verified first (see [`verify_compressed`]) unless `verified` gives the
+/// raw length an earlier call of the same reader verified; the stream then stops at that length,
+/// so bytes appended after the verification are never released. A `skip` > 0 must fall on a line
+/// start (see [`check_line_start`]).
 fn open_stream(
     path: &Path,
     compression: Compression,
     skip: u64,
-) -> Result<(Box<dyn Read + Send>, ByteCounter), ReadError> {
+    verified: Option<u64>,
+) -> Result<(Box<dyn Read + Send>, ByteCounter, u64), ReadError> {
     let mut file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
+        .len();
     let count: ByteCounter = Arc::new(AtomicU64::new(0));
     if compression == Compression::None {
+        let mut head = Vec::new();
         if skip > 0 {
-            let len = file
-                .metadata()
-                .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
-                .len();
             if len < skip {
                 return Err(past_end(path, skip, len));
             }
-            file.seek(SeekFrom::Start(skip))
+            file.seek(SeekFrom::Start(skip - 1))
                 .map_err(|e| file_error(path, format!("cannot seek: {e}")))?;
+            count.store(skip - 1, Ordering::Relaxed);
+            head = read_up_to(&mut file, 2).map_err(|e| stream_error(path, compression, &e))?;
+            count.fetch_add(head.len() as u64, Ordering::Relaxed);
+            check_line_start(path, skip, &head)?;
+            head.remove(0);
             count.store(skip, Ordering::Relaxed);
         }
-        return Ok((
-            Box::new(Counting {
-                inner: file,
-                count: count.clone(),
-            }),
-            count,
-        ));
+        let stream = Counting {
+            inner: file,
+            count: count.clone(),
+        };
+        return Ok((Box::new(io::Cursor::new(head).chain(stream)), count, len));
+    }
+    let verified = match verified {
+        Some(v) => v,
+        None => verify_compressed(path, compression)?,
+    };
+    if verified == 0 {
+        // A zero-byte file (perhaps just created): no rows, as for an empty plain file.
+        if skip > 0 {
+            return Err(past_end(path, skip, 0));
+        }
+        return Ok((Box::new(io::empty()), count, 0));
     }
     let raw = Counting {
-        inner: file,
+        inner: file.take(verified),
         count: count.clone(),
     };
     let mut stream: Box<dyn Read + Send> = match compression {
@@ -498,13 +536,123 @@ fn open_stream(
         _ => Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| stream_error(path, compression, &e))?),
     };
     if skip > 0 {
-        let skipped = io::copy(&mut (&mut stream).take(skip), &mut io::sink())
+        let skipped = io::copy(&mut (&mut stream).take(skip - 1), &mut io::sink())
             .map_err(|e| stream_error(path, compression, &e))?;
-        if skipped < skip {
+        if skipped < skip - 1 {
             return Err(past_end(path, skip, skipped));
         }
+        let mut head = read_up_to(&mut stream, 2).map_err(|e| stream_error(path, compression, &e))?;
+        if head.is_empty() {
+            return Err(past_end(path, skip, skipped));
+        }
+        check_line_start(path, skip, &head)?;
+        head.remove(0);
+        stream = Box::new(io::Cursor::new(head).chain(stream));
     }
-    Ok((stream, count))
+    Ok((stream, count, verified))
+}
+
+/// Up to `n` bytes from `r` (fewer only at its end).
+fn read_up_to(r: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// A resume at byte `skip` of a CSV/JSONL stream must start a line: `head` holds the byte before
+/// `skip` and, unless the stream ends there, the byte at it. Positions are taken just after a
+/// line end, or at the end of a last line that had none (then the stream ends there, or a later
+/// append starts with a line end). Anything else means the bytes before the position changed
+/// in place since the checkpoint: reading on would start in the middle of a line.
+fn check_line_start(path: &Path, skip: u64, head: &[u8]) -> Result<(), ReadError> {
+    let is_eol = |b: &u8| *b == b'\n' || *b == b'\r';
+    let ok = match head {
+        // The position is the end of the stream: nothing is read after it.
+        [_] => true,
+        [before, at] => is_eol(before) || is_eol(at),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(file_error(
+        path,
+        format!(
+            "cannot resume at byte {skip}: it is not the start of a line, so the file was changed in \
+             place since its checkpoint (same size and same first and last blocks, other bytes in \
+             between) and the rows already counted no longer match its content. Restore the file, \
+             or remove the state ([state] dir) to read it again from the start"
+        ),
+    ))
+}
+
+/// Decompress a whole gzip or zstd file into nothing, so that its checksums are checked before
+/// any of its rows is released; returns the number of raw bytes verified (the file's length at
+/// the time). gzip: every member's CRC-32 and ISIZE. zstd: every frame's content checksum when
+/// the frame has one (frames written without a checksum cannot be verified).
+fn verify_compressed(path: &Path, compression: Compression) -> Result<u64, ReadError> {
+    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
+        .len();
+    let count: ByteCounter = Arc::new(AtomicU64::new(0));
+    let raw = Counting {
+        inner: file.take(len),
+        count: count.clone(),
+    };
+    let mut input = io::BufReader::with_capacity(64 * 1024, raw);
+    match compression {
+        Compression::None => {}
+        Compression::Gzip => {
+            let mut member = 0u64;
+            loop {
+                let at_end = input
+                    .fill_buf()
+                    .map_err(|e| stream_error(path, compression, &e))?
+                    .is_empty();
+                if at_end {
+                    break;
+                }
+                let start = count.load(Ordering::Relaxed) - input.buffer().len() as u64;
+                member += 1;
+                let mut decoder = flate2::bufread::GzDecoder::new(&mut input);
+                if let Err(e) = io::copy(&mut decoder, &mut io::sink()) {
+                    return Err(file_error(
+                        path,
+                        format!(
+                            "gzip member {member} (starting at compressed byte {start}) is corrupt or \
+                             truncated: {e}; no row of the file was used"
+                        ),
+                    ));
+                }
+            }
+        }
+        Compression::Zstd => {
+            let result = zstd::stream::read::Decoder::with_buffer(&mut input)
+                .and_then(|mut d| io::copy(&mut d, &mut io::sink()));
+            if let Err(e) = result {
+                let at = count.load(Ordering::Relaxed);
+                return Err(file_error(
+                    path,
+                    format!(
+                        "the zstd stream is corrupt or truncated (within the first {at} compressed \
+                         bytes): {e}; no row of the file was used"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(len)
 }
 
 fn file_error(path: &Path, message: String) -> ReadError {

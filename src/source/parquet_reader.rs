@@ -1,11 +1,21 @@
-//! Parquet reader: the sync arrow reader, one record batch (≤ `BATCH_SIZE` rows) at a time.
+//! Parquet reader: the sync arrow reader, one row group and within it one record batch
+//! (≤ `BATCH_SIZE` rows) at a time.
 //!
-//! Owns: checking at open that every column has a type it can hand on, turning Arrow values
-//! into cells (`f32` vectors copied straight from the Arrow buffer, never widened), and
-//! row-group positions (`with_row_groups` + `with_offset` to resume).
-//! Never: holds more than one batch, coerces to the collection's types, or panics on a bad
-//! file: a truncated or corrupt file is a `ReadError::File`, a bad value (a null inside a list,
-//! non-UTF-8 binary, an out-of-range timestamp or integer) a `ReadError::Row`.
+//! Owns: checking at open that every column has a type it can hand on, checking a row group's
+//! pages before any of its rows is handed out, turning Arrow values into cells (`f32` vectors
+//! copied straight from the Arrow buffer, never widened), and row-group positions (one arrow
+//! reader per row group, `with_offset` to resume inside one).
+//! Never: holds more than one batch (or, while checking, one page), coerces to the collection's
+//! types, or panics on a bad file: a truncated or corrupt file is a `ReadError::File`, a bad
+//! value (a null inside a list, non-UTF-8 binary, an out-of-range timestamp or integer) a
+//! `ReadError::Row`.
+//!
+//! Page checksums: before the first row of a row group is handed out, every page of every column
+//! chunk of that group is read and decompressed (not decoded), which checks the CRC-32 of each
+//! page that carries one (the `parquet` crate's `crc` feature). A page that fails, or cannot be
+//! read, stops the file with a `ReadError::File` naming the row group and the column, and no row
+//! of that group is handed out. Pages written without a checksum (the Rust writer's, and
+//! pyarrow's default) cannot be checked.
 //!
 //! Column types → cells:
 //! - null → `Null` (any null value → `Null`)
@@ -38,7 +48,10 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::serialized_reader::SerializedPageReader;
 
 use super::{Cell, Position, RawRow, ReadError, RowReader};
 
@@ -91,7 +104,11 @@ struct Column {
 
 pub(super) struct ParquetReader {
     path: PathBuf,
+    file: File,
+    meta: ArrowReaderMetadata,
+    /// The reader of row group `reader_rg` (checked before it was opened).
     reader: Option<ParquetRecordBatchReader>,
+    reader_rg: usize,
     columns: Vec<Column>,
     batch: Option<RecordBatch>,
     /// Next row of `batch` to hand out.
@@ -110,11 +127,13 @@ pub(super) struct ParquetReader {
 impl ParquetReader {
     pub(super) fn open(path: &Path, start: Option<(usize, u64, u64)>) -> Result<Self, ReadError> {
         let file = File::open(path).map_err(|e| super::file_error(path, format!("cannot open: {e}")))?;
-        let builder = catch_unwind(AssertUnwindSafe(|| ParquetRecordBatchReaderBuilder::try_new(file)))
-            .map_err(|p| super::file_error(path, format!("cannot read the Parquet metadata: {}", panic_text(&p))))?
-            .map_err(|e| super::file_error(path, format!("not a readable Parquet file: {e}")))?;
+        let meta = catch_unwind(AssertUnwindSafe(|| {
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        }))
+        .map_err(|p| super::file_error(path, format!("cannot read the Parquet metadata: {}", panic_text(&p))))?
+        .map_err(|e| super::file_error(path, format!("not a readable Parquet file: {e}")))?;
         let mut columns = Vec::new();
-        for field in builder.schema().fields() {
+        for field in meta.schema().fields() {
             let Some(kind) = classify(field.data_type()) else {
                 return Err(super::file_error(
                     path,
@@ -132,9 +151,14 @@ impl ParquetReader {
                 kind,
             });
         }
-        let meta = builder.metadata().clone();
-        let rg_rows: Vec<u64> = meta.row_groups().iter().map(|g| g.num_rows().max(0) as u64).collect();
+        let rg_rows: Vec<u64> = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows().max(0) as u64)
+            .collect();
         let rg_sizes: Vec<u64> = meta
+            .metadata()
             .row_groups()
             .iter()
             .map(|g| g.compressed_size().max(0) as u64)
@@ -158,7 +182,10 @@ impl ParquetReader {
         }
         let mut reader = ParquetReader {
             path: path.to_path_buf(),
+            file,
+            meta,
             reader: None,
+            reader_rg: 0,
             columns,
             batch: None,
             batch_row: 0,
@@ -171,18 +198,60 @@ impl ParquetReader {
             done: false,
         };
         reader.normalise();
-        if reader.rg < groups {
-            let inner = builder
-                .with_row_groups((reader.rg..groups).collect())
-                .with_offset(reader.row_in_rg as usize)
-                .with_batch_size(BATCH_SIZE)
-                .build()
-                .map_err(|e| super::file_error(path, format!("cannot read: {e}")))?;
-            reader.reader = Some(inner);
-        } else {
+        if reader.rg >= groups {
             reader.done = true;
         }
         Ok(reader)
+    }
+
+    /// Check the pages of row group `rg` (the next row's) and open a reader of it, from the row
+    /// `row_in_rg`.
+    fn start_group(&mut self) -> Result<(), String> {
+        let g = self.rg;
+        let checked = catch_unwind(AssertUnwindSafe(|| self.check_group(g)))
+            .map_err(|p| format!("row group {g}: the Parquet decoder failed: {}", panic_text(&p)))?;
+        checked?;
+        let file = self.file.try_clone().map_err(|e| format!("cannot reopen: {e}"))?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone());
+        let offset = self.row_in_rg as usize;
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            builder
+                .with_row_groups(vec![g])
+                .with_offset(offset)
+                .with_batch_size(BATCH_SIZE)
+                .build()
+        }))
+        .map_err(|p| format!("row group {g}: the Parquet decoder failed: {}", panic_text(&p)))?;
+        let inner = built.map_err(|e| format!("row group {g}: cannot read: {e}"))?;
+        self.reader = Some(inner);
+        self.reader_rg = g;
+        Ok(())
+    }
+
+    /// Read and decompress every page of row group `g`, one page at a time: checks each page's
+    /// CRC-32 where the writer stored one, and that every page can be read at all.
+    fn check_group(&self, g: usize) -> Result<(), String> {
+        let metadata = self.meta.metadata();
+        let group = metadata.row_group(g);
+        let file = Arc::new(self.file.try_clone().map_err(|e| format!("cannot reopen: {e}"))?);
+        let total_rows = usize::try_from(group.num_rows()).unwrap_or(0);
+        for column in group.columns() {
+            let name = column.column_path().string();
+            let fail = |e: parquet::errors::ParquetError| {
+                let text = e.to_string();
+                let what = if text.contains("CRC") {
+                    "a page fails its CRC-32 checksum (the file is corrupt)".to_string()
+                } else {
+                    format!("a page cannot be read (corrupt or truncated?): {text}")
+                };
+                format!("row group {g}, column {name:?}: {what}; no row of this row group was used")
+            };
+            let pages = SerializedPageReader::new(file.clone(), column, total_rows, None).map_err(fail)?;
+            for page in pages {
+                page.map_err(fail)?;
+            }
+        }
+        Ok(())
     }
 
     /// Move past the ends of row groups, so that the end of a group reads as (next group, 0).
@@ -213,33 +282,45 @@ impl RowReader for ParquetReader {
                 _ => {}
             }
             self.batch = None;
+            if self.reader.is_none() {
+                if self.rg >= self.rg_rows.len() {
+                    self.done = true;
+                    return None;
+                }
+                if let Err(message) = self.start_group() {
+                    return self.fail(message);
+                }
+            }
+            let g = self.reader_rg;
             let reader = self.reader.as_mut()?;
             match catch_unwind(AssertUnwindSafe(|| reader.next())) {
                 Ok(Some(Ok(b))) => {
                     if b.num_columns() != self.columns.len() {
                         let (got, want) = (b.num_columns(), self.columns.len());
-                        return self.fail(format!("a batch has {got} columns, not {want}"));
+                        return self.fail(format!("row group {g}: a batch has {got} columns, not {want}"));
                     }
                     self.batch = Some(b);
                     self.batch_row = 0;
                 }
                 Ok(Some(Err(e))) => {
-                    return self.fail(format!("cannot read (corrupt or truncated?): {e}"));
+                    return self.fail(format!("row group {g}: cannot read (corrupt or truncated?): {e}"));
                 }
                 Ok(None) => {
-                    let total: u64 = self.rg_rows.iter().sum();
-                    if self.rows < total {
-                        let rows = self.rows;
-                        return self.fail(format!("the file ended after {rows} of its {total} rows"));
+                    if self.rg == g {
+                        let (row, n) = (self.row_in_rg, self.rg_rows[g]);
+                        return self.fail(format!("row group {g} ended after {row} of its {n} rows"));
                     }
-                    self.done = true;
                     self.reader = None;
-                    return None;
                 }
                 Err(p) => {
-                    return self.fail(format!("the Parquet decoder failed: {}", panic_text(&p)));
+                    return self.fail(format!("row group {g}: the Parquet decoder failed: {}", panic_text(&p)));
                 }
             }
+        }
+        if self.rg != self.reader_rg {
+            let g = self.reader_rg;
+            let n = self.rg_rows[g];
+            return self.fail(format!("row group {g} holds more rows than the {n} its metadata gives"));
         }
         let i = self.batch_row;
         self.batch_row += 1;

@@ -2,6 +2,7 @@
 //! One test binary (modules below) so the dependency graph links once.
 
 mod adversarial_config;
+mod adversarial_input;
 mod cli;
 mod crash;
 mod demo;

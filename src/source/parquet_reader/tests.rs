@@ -633,3 +633,44 @@ fn other_nested_types_become_json() {
     assert_eq!(get(r, "nested"), &Cell::Json(serde_json::json!([[0.1], []])));
     assert_eq!(r.to_json()["nested"].to_string(), "[[0.1],[]]");
 }
+
+fn integrity_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/integrity")
+        .join(name)
+}
+
+#[test]
+fn page_checksums_are_verified_before_a_row_group_is_used() {
+    // Written by pyarrow with page CRCs (tests/fixtures/integrity/make_parquet_crc.py).
+    let good = read_all(&integrity_fixture("crc-good.parquet"), &ReadOptions::default(), None);
+    assert_eq!(good.len(), 200);
+    assert!(good.iter().all(Result::is_ok));
+
+    // One byte changed in a late page of row group 1's "title" column.
+    let bad = integrity_fixture("crc-corrupt.parquet");
+    let items = read_all(&bad, &ReadOptions::default(), None);
+    assert_eq!(items.len(), 101, "row group 0, then the error");
+    for (i, item) in items[..100].iter().enumerate() {
+        let row = item.as_ref().unwrap();
+        assert_eq!(get(row, "title"), &Cell::Text(format!("title-{i:05}")));
+    }
+    match &items[100] {
+        Err(ReadError::File { file, message }) => {
+            assert_eq!(file, &bad);
+            assert!(message.contains("row group 1"), "{message}");
+            assert!(message.contains("\"title\""), "{message}");
+            assert!(message.contains("checksum"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Resuming inside the damaged row group checks the whole group again.
+    let pos = Position::RowGroup {
+        row_group: 1,
+        row: 95,
+        rows: 195,
+    };
+    let items = read_all(&bad, &ReadOptions::default(), Some(pos));
+    assert_eq!(items.len(), 1);
+    assert!(matches!(&items[0], Err(ReadError::File { .. })));
+}
