@@ -260,7 +260,11 @@ fn meaning(api: ApiVersion, env: &Envelope) -> Meaning {
             V1_NO_PERMISSION => Meaning::Forbidden,
             V1_COLLECTION_NOT_EXIST | V1_ALIAS_NOT_EXIST => Meaning::NoCollection,
             // The documented V1 example answers an unknown collection with code 1.
-            1 if env.message.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("collection not exist")) => {
+            1 if env
+                .message
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case("collection not exist")) =>
+            {
                 Meaning::NoCollection
             }
             n if V1_ACCOUNT.contains(&n) => Meaning::Account,
@@ -295,7 +299,9 @@ pub fn classify(api: ApiVersion, reply: &Reply<'_>) -> Verdict {
              not followed: set [target] endpoint to the data plane's own address (check http vs https, the host and \
              any proxy in between)",
             reply.endpoint,
-            reply.location.map_or_else(|| "(no Location header)".to_string(), |l| format!("`{l}`")),
+            reply
+                .location
+                .map_or_else(|| "(no Location header)".to_string(), |l| format!("`{l}`")),
         ));
     }
     let Some(env) = envelope(reply.body) else {
@@ -489,12 +495,21 @@ mod tests {
         assert_eq!(v2(200, br#"{"code":"Success","message":"ok"}"#), Verdict::Applied);
         assert!(matches!(v2(429, b"{}"), Verdict::Throttled { .. }));
         assert!(matches!(v1(400, br#"{"code":1000029}"#), Verdict::Throttled { .. }));
-        assert!(matches!(v2(400, br#"{"code":"RequestLimitExceeded"}"#), Verdict::Throttled { .. }));
-        assert!(matches!(v1(500, br#"{"code":1000028,"message":"x"}"#), Verdict::Retryable(_)));
+        assert!(matches!(
+            v2(400, br#"{"code":"RequestLimitExceeded"}"#),
+            Verdict::Throttled { .. }
+        ));
+        assert!(matches!(
+            v1(500, br#"{"code":1000028,"message":"x"}"#),
+            Verdict::Retryable(_)
+        ));
         assert!(matches!(v2(503, b"gateway"), Verdict::Retryable(_)));
         match classify(
             ApiVersion::V1,
-            &reply(400, br#"{"code":1000003,"msg":"invalid request: bad","request_id":"r1"}"#),
+            &reply(
+                400,
+                br#"{"code":1000003,"msg":"invalid request: bad","request_id":"r1"}"#,
+            ),
         ) {
             Verdict::Refused(e) => {
                 assert_eq!(e.code, "1000003");
@@ -503,9 +518,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(v2(400, br#"{"code":"InvalidParameter","message":"m"}"#), Verdict::Refused(_)));
-        assert!(matches!(v1(400, br#"{"code":1000011,"message":"data not found"}"#), Verdict::Refused(_)));
-        assert!(matches!(v2(404, br#"{"code":"NotFound.Data","message":"no"}"#), Verdict::Refused(_)));
+        assert!(matches!(
+            v2(400, br#"{"code":"InvalidParameter","message":"m"}"#),
+            Verdict::Refused(_)
+        ));
+        assert!(matches!(
+            v1(400, br#"{"code":1000011,"message":"data not found"}"#),
+            Verdict::Refused(_)
+        ));
+        assert!(matches!(
+            v2(404, br#"{"code":"NotFound.Data","message":"no"}"#),
+            Verdict::Refused(_)
+        ));
         // A message that merely mentions a limit is not a throttle: codes decide, not substrings.
         assert!(matches!(
             v2(400, br#"{"code":"InvalidParameter","message":"field limit exceeded"}"#),
@@ -533,7 +557,10 @@ mod tests {
             br#"{"code":0.5}"#,
         ] {
             let m = retryable(v2(200, body));
-            assert!(m.contains("not a VikingDB answer") && m.contains("POST http://h/p"), "{m}");
+            assert!(
+                m.contains("not a VikingDB answer") && m.contains("POST http://h/p"),
+                "{m}"
+            );
             assert!(matches!(v1(200, body), Verdict::Retryable(_)));
         }
         // The other generation's success code is not a success, nor a refusal.
@@ -566,7 +593,10 @@ mod tests {
         }
         assert!(matches!(v2(429, b"slow down"), Verdict::Throttled { .. }));
         assert!(fatal(v2(404, b"<html>nginx</html>")).contains("endpoint"));
-        assert!(matches!(v2(400, b"<html>bad gateway config</html>"), Verdict::Retryable(_)));
+        assert!(matches!(
+            v2(400, b"<html>bad gateway config</html>"),
+            Verdict::Retryable(_)
+        ));
         assert!(matches!(v2(502, b""), Verdict::Retryable(_)));
     }
 

@@ -189,14 +189,18 @@ fn garbage_200s() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("empty", response("200 OK", "", b"")),
-        ("empty object", response("200 OK", "Content-Type: application/json\r\n", b"{}")),
+        (
+            "empty object",
+            response("200 OK", "Content-Type: application/json\r\n", b"{}"),
+        ),
         (
             "cut-off json",
             response("200 OK", "Content-Type: application/json\r\n", br#"{"code":"Succ"#),
         ),
         (
             "connection cut mid-body",
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"code\":\"Success\"".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"code\":\"Success\""
+                .to_vec(),
         ),
         (
             "json without code",
@@ -442,7 +446,9 @@ async fn a_413_from_a_proxy_isolates_the_big_rows_and_records_the_status() {
     assert_state(&emu, &expected, &shown);
     let dead = dead_letters(dir.path());
     assert_eq!(
-        dead.iter().map(|(f, r, _)| (f.clone(), *r)).collect::<std::collections::BTreeSet<_>>(),
+        dead.iter()
+            .map(|(f, r, _)| (f.clone(), *r))
+            .collect::<std::collections::BTreeSet<_>>(),
         big,
         "{shown}"
     );
@@ -457,7 +463,11 @@ async fn a_413_from_a_proxy_isolates_the_big_rows_and_records_the_status() {
 async fn wait_for(path: &Path) {
     let start = Instant::now();
     while !path.exists() {
-        assert!(start.elapsed() < Duration::from_secs(30), "{} never appeared", path.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -575,7 +585,11 @@ async fn a_glob_through_a_symlink_loop_reads_each_file_once() {
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert!(!shown.contains("#1 and #1"), "{shown}");
     assert_state(&emu, &expected, &shown);
-    let rows = scenario("upsert", Fmt::Csv, 30, 8).rows.iter().filter(|r| r.bad.is_none()).count() as u64;
+    let rows = scenario("upsert", Fmt::Csv, 30, 8)
+        .rows
+        .iter()
+        .filter(|r| r.bad.is_none())
+        .count() as u64;
     assert_eq!(summary_figure(&out, "rows read"), Some(rows), "{shown}");
     emu.shutdown().await;
 }
