@@ -680,7 +680,7 @@ impl Coordinator {
                     stopping = Some(Instant::now());
                 }
                 Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    let (op, result) = done.map_err(|e| RunError::Send(SendError::Fatal(format!("a sender task failed: {e}"))))?;
+                    let (op, result) = done.map_err(|e| RunError::Send(SendError::Internal(format!("a sender task failed: {e}"))))?;
                     self.complete(op, result?)?;
                 }
                 item = rx.recv(), if can_take => {
@@ -725,7 +725,7 @@ impl Coordinator {
         // Everything read must be acknowledged by now; anything else is a bug, and is said so.
         let pending = self.tracker.pending();
         if pending > 0 || self.tracker.files.iter().any(|f| !f.done()) {
-            return Err(RunError::Send(SendError::Fatal(format!(
+            return Err(RunError::Send(SendError::Internal(format!(
                 "internal accounting error: {pending} rows read were never acknowledged; the checkpoint keeps                  them ahead of the committed position. Please report this"
             ))));
         }

@@ -92,22 +92,6 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// What a response means for the request that got it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    /// Applied: a VikingDB answer said so.
-    Applied,
-    /// Rate limited: back off, slow down, retry.
-    Throttled { retry_after: Option<std::time::Duration> },
-    /// A server-side or transport failure, or an answer that is not VikingDB's (a proxy, a captive
-    /// portal, a cut-off body): retry with backoff.
-    Retryable(String),
-    /// The whole request was refused as invalid: split it to find the bad rows.
-    Refused(ServerError),
-    /// The run cannot go on (credentials, permission, collection, a redirect): stop with this message.
-    Fatal(String),
-}
-
 /// The server's own words about a failure.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerError {
@@ -173,10 +157,23 @@ pub struct Envelope {
     pub request_id: Option<String>,
 }
 
-/// Parses a body as a VikingDB envelope. `None`: not a VikingDB answer (HTML, empty, `{}`,
+/// Why a body is not a VikingDB envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("JSON without a VikingDB `code`")]
+    NoCode,
+}
+
+/// Parses a body as a VikingDB envelope. An error: not a VikingDB answer (HTML, empty, `{}`,
 /// cut-off JSON, a JSON value without a `code`).
-pub fn envelope(body: &[u8]) -> Option<Envelope> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+pub fn envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    parse_envelope(&value).ok_or(EnvelopeError::NoCode)
+}
+
+fn parse_envelope(value: &serde_json::Value) -> Option<Envelope> {
     let obj = value.as_object()?;
     let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
     if let Some(code) = obj.get("code") {
@@ -220,182 +217,6 @@ pub fn snippet(body: &[u8]) -> String {
         out.push('…');
     }
     format!("{} bytes: {out:?}", body.len())
-}
-
-const V1_UNAUTHORIZED: i64 = 1000001;
-const V1_NO_PERMISSION: i64 = 1000002;
-const V1_COLLECTION_NOT_EXIST: i64 = 1000005;
-const V1_ALIAS_NOT_EXIST: i64 = 1000031;
-const V1_QUOTA: i64 = 1000029;
-const V1_INTERNAL: i64 = 1000028;
-const V1_SERVER_SIDE: [i64; 3] = [1000013, 1000014, 1000023];
-const V1_ACCOUNT: [i64; 2] = [1000032, 1000033];
-
-/// What a code says, whatever the API generation. V2 codes are matched exactly on their error
-/// type (the part before the first `.`), never on substrings of messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Meaning {
-    Success,
-    /// The other API generation's success code: not an answer this endpoint should give.
-    OtherSuccess,
-    Throttled,
-    Unauthorized,
-    Forbidden,
-    NoCollection,
-    Account,
-    ServerSide,
-    Invalid,
-}
-
-fn meaning(api: ApiVersion, env: &Envelope) -> Meaning {
-    match (&env.code, api) {
-        (Code::Num(0), ApiVersion::V1) => Meaning::Success,
-        (Code::Str(s), ApiVersion::V1) if s == "0" => Meaning::Success,
-        (Code::Str(s), ApiVersion::V2) if s == "Success" => Meaning::Success,
-        (Code::Num(0), ApiVersion::V2) => Meaning::OtherSuccess,
-        (Code::Str(s), ApiVersion::V1) if s == "Success" => Meaning::OtherSuccess,
-        (Code::Num(n), _) => match *n {
-            V1_QUOTA => Meaning::Throttled,
-            V1_UNAUTHORIZED => Meaning::Unauthorized,
-            V1_NO_PERMISSION => Meaning::Forbidden,
-            V1_COLLECTION_NOT_EXIST | V1_ALIAS_NOT_EXIST => Meaning::NoCollection,
-            // The documented V1 example answers an unknown collection with code 1.
-            1 if env
-                .message
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case("collection not exist")) =>
-            {
-                Meaning::NoCollection
-            }
-            n if V1_ACCOUNT.contains(&n) => Meaning::Account,
-            n if n == V1_INTERNAL || V1_SERVER_SIDE.contains(&n) => Meaning::ServerSide,
-            _ => Meaning::Invalid,
-        },
-        (Code::Str(s), _) => {
-            let (kind, element) = s.split_once('.').unwrap_or((s.as_str(), ""));
-            match kind {
-                "RequestLimitExceeded" | "TooManyRequests" | "Throttling" | "QuotaExceeded" => Meaning::Throttled,
-                "Unauthorized" | "AuthFailure" | "SignatureDoesNotMatch" | "InvalidAccessKey" | "InvalidCredential" => {
-                    Meaning::Unauthorized
-                }
-                "Forbidden" | "AccessDenied" | "NoPermission" => Meaning::Forbidden,
-                "NotFound" if element != "Data" && !element.is_empty() => Meaning::NoCollection,
-                "InternalServerError" | "InternalError" | "ServiceUnavailable" | "Timeout" => Meaning::ServerSide,
-                "UserNoOrder" | "UserOverdue" | "AccountOverdue" => Meaning::Account,
-                _ => Meaning::Invalid,
-            }
-        }
-    }
-}
-
-/// Classifies a response: redirects are fatal; a success is a 200 whose body is a VikingDB
-/// envelope with the success code of `api` (V2 `"Success"`, V1 `0`); anything that is not a
-/// VikingDB answer is retryable; the rest is decided by HTTP status, then by the typed code.
-pub fn classify(api: ApiVersion, reply: &Reply<'_>) -> Verdict {
-    let status = reply.status;
-    if (300..400).contains(&status) {
-        return Verdict::Fatal(format!(
-            "{} answered HTTP {status}, a redirect to {}. The VikingDB data plane never redirects, so redirects are \
-             not followed: set [target] endpoint to the data plane's own address (check http vs https, the host and \
-             any proxy in between)",
-            reply.endpoint,
-            reply
-                .location
-                .map_or_else(|| "(no Location header)".to_string(), |l| format!("`{l}`")),
-        ));
-    }
-    let Some(env) = envelope(reply.body) else {
-        return foreign(reply);
-    };
-    let meaning = meaning(api, &env);
-    let err = ServerError {
-        status,
-        code: env.code.to_string(),
-        message: env.message.clone().unwrap_or_default(),
-        request_id: env.request_id.clone().or_else(|| reply.request_id.map(str::to_string)),
-    };
-    if status == 200 && meaning == Meaning::Success {
-        return Verdict::Applied;
-    }
-    if status == 429 || meaning == Meaning::Throttled {
-        return Verdict::Throttled {
-            retry_after: reply.retry_after,
-        };
-    }
-    if status == 401 || meaning == Meaning::Unauthorized {
-        return Verdict::Fatal(unauthorized(&err.to_string()));
-    }
-    if status == 403 || meaning == Meaning::Forbidden {
-        return Verdict::Fatal(forbidden(&err.to_string()));
-    }
-    if meaning == Meaning::NoCollection {
-        return Verdict::Fatal(no_collection(&err.to_string()));
-    }
-    if meaning == Meaning::Account {
-        return Verdict::Fatal(format!(
-            "the account cannot write ({err}): the service is not purchased or is overdue"
-        ));
-    }
-    if status >= 500 || status == 408 || meaning == Meaning::ServerSide {
-        return Verdict::Retryable(format!("{}: {err}", reply.endpoint));
-    }
-    if matches!(meaning, Meaning::Success | Meaning::OtherSuccess) {
-        // A success code with an error status, or the other generation's: not an answer to trust.
-        return foreign(reply);
-    }
-    if (400..500).contains(&status) || status == 200 {
-        return Verdict::Refused(err);
-    }
-    Verdict::Retryable(format!("{}: {err}", reply.endpoint))
-}
-
-/// A response that is not a VikingDB answer: decided by its HTTP status alone.
-fn foreign(reply: &Reply<'_>) -> Verdict {
-    let status = reply.status;
-    let what = format!(
-        "{} answered HTTP {status} with a body that is not a VikingDB answer ({})",
-        reply.endpoint,
-        snippet(reply.body)
-    );
-    match status {
-        429 => Verdict::Throttled {
-            retry_after: reply.retry_after,
-        },
-        401 => Verdict::Fatal(unauthorized(&what)),
-        403 => Verdict::Fatal(forbidden(&what)),
-        404 => Verdict::Fatal(format!(
-            "{what}. Check [target] endpoint and api: the path does not exist there"
-        )),
-        // A proxy's size limit: splitting the request makes it smaller; a single row that is still
-        // too large is dead-lettered with the status.
-        413 => Verdict::Refused(ServerError {
-            status,
-            code: String::new(),
-            message: "request body too large for the server or a proxy in between (HTTP 413)".into(),
-            request_id: reply.request_id.map(str::to_string),
-        }),
-        // A gateway, a captive portal, a cut-off body: nothing says the rows were applied or refused.
-        _ => Verdict::Retryable(what),
-    }
-}
-
-fn unauthorized(detail: &str) -> String {
-    format!(
-        "authentication failed ({detail}). Check the access key and secret key (VIKINGDB_AK/VIKINGDB_SK or the [auth] \
-         files), the session token if you use STS, the API key for v2, the region in [target], and that this \
-         machine's clock is within 15 minutes of the real time"
-    )
-}
-
-fn forbidden(detail: &str) -> String {
-    format!("permission denied ({detail}). The key's account or API key scope has no write access to this collection")
-}
-
-fn no_collection(detail: &str) -> String {
-    format!(
-        "collection not found ({detail}). Check [collection] name/resource_id/alias, [target] api, and that the \
-         endpoint and region are the collection's"
-    )
 }
 
 #[cfg(test)]
@@ -454,150 +275,6 @@ mod tests {
         let b = body(ApiVersion::V1, &loc, Op::Delete, None, false, &recs);
         assert_eq!(&b[..], br#"{"collection_name":"c","primary_keys":[1,"a\"b"]}"#);
         serde_json::from_slice::<serde_json::Value>(&b).expect("valid JSON");
-    }
-
-    fn reply(status: u16, body: &[u8]) -> Reply<'_> {
-        Reply {
-            status,
-            body,
-            request_id: None,
-            retry_after: None,
-            location: None,
-            endpoint: "POST http://h/p",
-        }
-    }
-
-    fn v1(status: u16, body: &[u8]) -> Verdict {
-        classify(ApiVersion::V1, &reply(status, body))
-    }
-
-    fn v2(status: u16, body: &[u8]) -> Verdict {
-        classify(ApiVersion::V2, &reply(status, body))
-    }
-
-    fn fatal(v: Verdict) -> String {
-        match v {
-            Verdict::Fatal(m) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn retryable(v: Verdict) -> String {
-        match v {
-            Verdict::Retryable(m) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn responses_are_classified_status_first_then_code() {
-        assert_eq!(v1(200, br#"{"code":0,"msg":"success"}"#), Verdict::Applied);
-        assert_eq!(v2(200, br#"{"code":"Success","message":"ok"}"#), Verdict::Applied);
-        assert!(matches!(v2(429, b"{}"), Verdict::Throttled { .. }));
-        assert!(matches!(v1(400, br#"{"code":1000029}"#), Verdict::Throttled { .. }));
-        assert!(matches!(
-            v2(400, br#"{"code":"RequestLimitExceeded"}"#),
-            Verdict::Throttled { .. }
-        ));
-        assert!(matches!(
-            v1(500, br#"{"code":1000028,"message":"x"}"#),
-            Verdict::Retryable(_)
-        ));
-        assert!(matches!(v2(503, b"gateway"), Verdict::Retryable(_)));
-        match classify(
-            ApiVersion::V1,
-            &reply(
-                400,
-                br#"{"code":1000003,"msg":"invalid request: bad","request_id":"r1"}"#,
-            ),
-        ) {
-            Verdict::Refused(e) => {
-                assert_eq!(e.code, "1000003");
-                assert_eq!(e.message, "invalid request: bad");
-                assert_eq!(e.request_id.as_deref(), Some("r1"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            v2(400, br#"{"code":"InvalidParameter","message":"m"}"#),
-            Verdict::Refused(_)
-        ));
-        assert!(matches!(
-            v1(400, br#"{"code":1000011,"message":"data not found"}"#),
-            Verdict::Refused(_)
-        ));
-        assert!(matches!(
-            v2(404, br#"{"code":"NotFound.Data","message":"no"}"#),
-            Verdict::Refused(_)
-        ));
-        // A message that merely mentions a limit is not a throttle: codes decide, not substrings.
-        assert!(matches!(
-            v2(400, br#"{"code":"InvalidParameter","message":"field limit exceeded"}"#),
-            Verdict::Refused(_)
-        ));
-        assert!(fatal(v1(401, br#"{"code":1000001}"#)).contains("clock"));
-        assert!(fatal(v2(403, b"{}")).contains("permission"));
-        assert!(fatal(v1(400, br#"{"code":1,"msg":"collection not exist"}"#)).contains("collection"));
-        assert!(fatal(v2(404, br#"{"code":"NotFound.VikingdbCollection","message":"no"}"#)).contains("collection"));
-        let control_plane = br#"{"ResponseMetadata":{"Error":{"Code":"AccessDenied","Message":"m"},"RequestId":"r"}}"#;
-        assert!(fatal(v2(403, control_plane)).contains("permission"));
-    }
-
-    #[test]
-    fn a_200_is_applied_only_when_it_is_a_vikingdb_success() {
-        for body in [
-            &b""[..],
-            b"{}",
-            b"<html><body>Welcome to the hotel wifi</body></html>",
-            br#"{"code":"Succ"#,
-            b"null",
-            b"[]",
-            br#"{"message":"ok"}"#,
-            br#"{"code":null}"#,
-            br#"{"code":0.5}"#,
-        ] {
-            let m = retryable(v2(200, body));
-            assert!(
-                m.contains("not a VikingDB answer") && m.contains("POST http://h/p"),
-                "{m}"
-            );
-            assert!(matches!(v1(200, body), Verdict::Retryable(_)));
-        }
-        // The other generation's success code is not a success, nor a refusal.
-        assert!(matches!(v2(200, br#"{"code":0}"#), Verdict::Retryable(_)));
-        assert!(matches!(v1(200, br#"{"code":"Success"}"#), Verdict::Retryable(_)));
-        // A success code with an error status is not trusted either.
-        assert!(matches!(v2(500, br#"{"code":"Success"}"#), Verdict::Retryable(_)));
-        assert!(matches!(v2(400, br#"{"code":"Success"}"#), Verdict::Retryable(_)));
-        let m = retryable(v2(200, b"<html>portal</html>"));
-        assert!(m.contains("<html>portal</html>"), "{m}");
-    }
-
-    #[test]
-    fn redirects_are_fatal_and_name_the_location() {
-        let mut r = reply(302, b"");
-        r.location = Some("https://login.example/portal");
-        let m = fatal(classify(ApiVersion::V2, &r));
-        assert!(m.contains("302") && m.contains("https://login.example/portal"), "{m}");
-        assert!(fatal(v1(301, b"")).contains("no Location"));
-    }
-
-    #[test]
-    fn foreign_errors_are_decided_by_status() {
-        match v2(413, b"<html>413 Request Entity Too Large</html>") {
-            Verdict::Refused(e) => {
-                assert_eq!(e.status, 413);
-                assert!(e.to_string().contains("HTTP 413"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(v2(429, b"slow down"), Verdict::Throttled { .. }));
-        assert!(fatal(v2(404, b"<html>nginx</html>")).contains("endpoint"));
-        assert!(matches!(
-            v2(400, b"<html>bad gateway config</html>"),
-            Verdict::Retryable(_)
-        ));
-        assert!(matches!(v2(502, b""), Verdict::Retryable(_)));
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! The VikingDB client, layered like a sink: `api` shapes requests and reads responses, `sign`
-//! signs them, `send` sends with retry and isolates refused rows.
+//! The VikingDB client, layered like a sink: `api` shapes requests and parses envelopes, `retry`
+//! types each failure ([`WireError`]) and decides what to do about it, `sign` signs, and `send`
+//! sends with retry and isolates refused rows.
 //!
 //! Owns: everything that touches the wire. Never: reads sources or writes state files.
 pub mod api;
+pub mod retry;
 pub mod send;
 pub mod sign;
 
 pub use api::{Locator, ServerError};
+pub use retry::{Action, WireError};
 pub use send::{BatchResult, SendError, Sender, Target};

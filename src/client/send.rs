@@ -15,7 +15,8 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use rand::Rng;
 
-use super::api::{self, Locator, ServerError, Verdict};
+use super::api::{self, Locator, ServerError};
+use super::retry::{self, Action, WireError};
 use super::sign;
 use crate::batch::Batch;
 use crate::config::{ApiVersion, Credentials, RetryConfig};
@@ -24,24 +25,36 @@ use crate::record::{Op, Record};
 use crate::report::Stats;
 
 /// Why a batch could not be finished. The run stops.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("{0}")]
-    Fatal(String),
+    /// The server's answer means the run cannot go on (credentials, permission, collection, a redirect).
+    #[error("{message}")]
+    Fatal {
+        message: String,
+        #[source]
+        source: Box<WireError>,
+    },
     #[error(
-        "gave up on a request of {rows} {op} rows after {attempts} attempts: {last}. The service may be down, the \
-         network unreachable or something in between answering instead of VikingDB; run again to continue"
+        "gave up on a request of {rows} {op} rows after {attempts} attempts; the last was {}: {last}. The \
+         service may be down, the network unreachable or something in between answering instead of VikingDB; \
+         run again to continue",
+        if *throttled { "throttled" } else { "a retryable failure" }
     )]
     Exhausted {
         op: Op,
         rows: usize,
         attempts: usize,
-        last: String,
+        throttled: bool,
+        #[source]
+        last: Box<WireError>,
     },
     #[error("bad endpoint `{0}`: expected scheme://host[:port]")]
     Endpoint(String),
     #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    Client(#[source] reqwest::Error),
+    /// A bug in vikingsync, not a problem with the server or the input.
+    #[error("internal error: {0}. This is a bug in vikingsync; please report it")]
+    Internal(String),
 }
 
 /// What happened to each row of a batch.
@@ -85,19 +98,18 @@ impl std::fmt::Debug for Sender {
     }
 }
 
-/// One failed attempt.
-#[derive(Debug, Clone)]
+/// One failed attempt, with what was decided about it.
+#[derive(Debug)]
 enum AttemptError {
-    Throttled(Option<Duration>),
-    Retryable(String),
-    Fatal(String),
+    Throttled(Option<Duration>, WireError),
+    Retryable(WireError),
+    Fatal(String, WireError),
 }
 
 impl AttemptError {
-    fn describe(&self) -> String {
+    fn wire(&self) -> &WireError {
         match self {
-            AttemptError::Throttled(_) => "throttled (HTTP 429 / 1000029)".into(),
-            AttemptError::Retryable(m) | AttemptError::Fatal(m) => m.clone(),
+            AttemptError::Throttled(_, e) | AttemptError::Retryable(e) | AttemptError::Fatal(_, e) => e,
         }
     }
 }
@@ -137,7 +149,7 @@ impl Sender {
         {
             builder = builder.no_proxy();
         }
-        let http = builder.build().map_err(|e| SendError::Client(e.to_string()))?;
+        let http = builder.build().map_err(SendError::Client)?;
         Ok(Sender {
             http,
             base,
@@ -192,13 +204,13 @@ impl Sender {
             self.attempt(path, rows.len(), body.clone(), &hash)
         })
         .retry(backoff)
-        .when(|e| !matches!(e, AttemptError::Fatal(_)))
+        .when(|e| !matches!(e, AttemptError::Fatal(..)))
         .adjust(|e, delay| {
             // Full jitter: a uniform pick in [0, delay]. Retry-After is honoured up to max_backoff,
             // and no wait runs past max_elapsed: past it, the request gives up.
             let jittered = delay.map(|d| d.mul_f64(rand::rng().random::<f64>()));
             let wait = match e {
-                AttemptError::Throttled(Some(after)) => jittered.map(|j| j.max((*after).min(max_backoff))),
+                AttemptError::Throttled(Some(after), _) => jittered.map(|j| j.max((*after).min(max_backoff))),
                 _ => jittered,
             }?;
             match deadline {
@@ -211,17 +223,23 @@ impl Sender {
         })
         .notify(|e, delay| {
             self.stats.retries.fetch_add(1, Relaxed);
-            tracing::debug!(error = %e.describe(), ?delay, rows = rows.len(), %op, "retrying");
+            tracing::debug!(error = %e.wire(), ?delay, rows = rows.len(), %op, "retrying");
         })
         .await;
         match outcome {
             Ok(sent) => Ok(sent),
-            Err(AttemptError::Fatal(m)) => Err(SendError::Fatal(m)),
+            Err(AttemptError::Fatal(message, source)) => Err(SendError::Fatal {
+                message,
+                source: Box::new(source),
+            }),
             Err(e) => Err(SendError::Exhausted {
                 op,
                 rows: rows.len(),
                 attempts,
-                last: e.describe(),
+                throttled: matches!(e, AttemptError::Throttled(..)),
+                last: Box::new(match e {
+                    AttemptError::Throttled(_, w) | AttemptError::Retryable(w) | AttemptError::Fatal(_, w) => w,
+                }),
             }),
         }
     }
@@ -234,7 +252,7 @@ impl Sender {
         let mut response = request
             .send()
             .await
-            .map_err(|e| AttemptError::Retryable(format!("{endpoint}: request failed: {}", transport_reason(&e))))?;
+            .map_err(|e| AttemptError::Retryable(WireError::transport(&endpoint, e)))?;
         let status = response.status().as_u16();
         let request_id = header(&response, "x-tt-logid");
         let location = header(&response, "location");
@@ -244,18 +262,13 @@ impl Sender {
         let bytes = match read_capped(&mut response, MAX_RESPONSE_BYTES).await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
-                return Err(AttemptError::Retryable(format!(
-                    "{endpoint} answered HTTP {status} with a body over {} KiB, which is not a VikingDB write answer; \
-                     the rest was not read",
-                    MAX_RESPONSE_BYTES / 1024
-                )));
+                return Err(AttemptError::Retryable(WireError::Oversized {
+                    endpoint,
+                    status,
+                    limit_kib: MAX_RESPONSE_BYTES / 1024,
+                }));
             }
-            Err(e) => {
-                return Err(AttemptError::Retryable(format!(
-                    "{endpoint}: reading the response failed: {}",
-                    transport_reason(&e)
-                )));
-            }
+            Err(e) => return Err(AttemptError::Retryable(WireError::transport(&endpoint, e))),
         };
         let reply = api::Reply {
             status,
@@ -265,16 +278,18 @@ impl Sender {
             location: location.as_deref(),
             endpoint: &endpoint,
         };
-        match api::classify(self.target.api, &reply) {
-            Verdict::Applied => Ok(Sent::Applied),
-            Verdict::Refused(e) => Ok(Sent::Refused(e)),
-            Verdict::Throttled { retry_after } => {
+        let Err(wire) = retry::read(self.target.api, &reply) else {
+            return Ok(Sent::Applied);
+        };
+        match retry::decide(self.target.api, &wire) {
+            Action::Split(e) => Ok(Sent::Refused(e)),
+            Action::Throttle(retry_after) => {
                 self.stats.throttles.fetch_add(1, Relaxed);
                 self.limiter.throttled(retry_after);
-                Err(AttemptError::Throttled(retry_after))
+                Err(AttemptError::Throttled(retry_after, wire))
             }
-            Verdict::Retryable(m) => Err(AttemptError::Retryable(m)),
-            Verdict::Fatal(m) => Err(AttemptError::Fatal(m)),
+            Action::Retry => Err(AttemptError::Retryable(wire)),
+            Action::Fatal(message) => Err(AttemptError::Fatal(message, wire)),
         }
     }
 
@@ -369,26 +384,6 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     }
     let when = httpdate::parse_http_date(v.trim()).ok()?;
     Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
-}
-
-fn transport_reason(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "connection dropped mid-response"
-    } else {
-        "transport error"
-    };
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
-    format!("{kind} ({detail})")
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ async fn a_200_that_is_not_a_vikingdb_answer_is_never_applied() {
             let shown = text(&out);
             assert_eq!(out.status.code(), Some(1), "{api} {what}: {shown}");
             let why = if what == "connection cut mid-body" {
-                "reading the response failed"
+                "connection dropped mid-response"
             } else {
                 "not a VikingDB answer"
             };
