@@ -33,10 +33,11 @@ pub struct Batcher {
     ready: VecDeque<Batch>,
     /// Keys in an open, ready or unacknowledged batch.
     busy: HashSet<PrimaryKey>,
-    /// Records held back because an earlier row with the same key is not yet acknowledged.
-    waiting: VecDeque<Record>,
-    /// How many waiting records each key has.
-    waiting_keys: HashMap<PrimaryKey, usize>,
+    /// Records held back because an earlier row with the same key is not yet acknowledged: one
+    /// queue per key, in read order, so an acknowledgement releases the next row in O(1).
+    waiting: HashMap<PrimaryKey, VecDeque<Record>>,
+    /// Records in `waiting`, all keys together.
+    waiting_rows: usize,
     next_id: BatchId,
 }
 
@@ -48,8 +49,8 @@ impl Batcher {
             open: Vec::new(),
             ready: VecDeque::new(),
             busy: HashSet::new(),
-            waiting: VecDeque::new(),
-            waiting_keys: HashMap::new(),
+            waiting: HashMap::new(),
+            waiting_rows: 0,
             next_id: 0,
         }
     }
@@ -75,8 +76,8 @@ impl Batcher {
                 let b = self.open.remove(i);
                 self.ready.push_back(b);
             }
-            *self.waiting_keys.entry(rec.key.clone()).or_insert(0) += 1;
-            self.waiting.push_back(rec);
+            self.waiting.entry(rec.key.clone()).or_default().push_back(rec);
+            self.waiting_rows += 1;
         } else {
             self.admit(rec);
         }
@@ -120,17 +121,16 @@ impl Batcher {
     pub fn acknowledge<'a>(&mut self, keys: impl IntoIterator<Item = &'a PrimaryKey>) {
         for key in keys {
             self.busy.remove(key);
-            let Some(count) = self.waiting_keys.get_mut(key) else {
+            let Some(queue) = self.waiting.get_mut(key) else {
                 continue;
             };
-            *count -= 1;
-            if *count == 0 {
-                self.waiting_keys.remove(key);
-            }
             // The first waiting row with this key is the next in its order.
-            if let Some(i) = self.waiting.iter().position(|r| &r.key == key)
-                && let Some(rec) = self.waiting.remove(i)
-            {
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.waiting.remove(key);
+            }
+            if let Some(rec) = next {
+                self.waiting_rows -= 1;
                 self.admit(rec);
             }
         }
@@ -138,7 +138,7 @@ impl Batcher {
 
     /// Records held back behind an unacknowledged row with the same key.
     pub fn waiting_len(&self) -> usize {
-        self.waiting.len()
+        self.waiting_rows
     }
 
     pub fn has_ready(&self) -> bool {
@@ -147,7 +147,7 @@ impl Batcher {
 
     /// Nothing open, ready or waiting.
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty() && self.ready.is_empty() && self.waiting.is_empty()
+        self.open.is_empty() && self.ready.is_empty() && self.waiting_rows == 0
     }
 }
 
