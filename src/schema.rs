@@ -318,6 +318,7 @@ fn describe(cell: &Cell) -> String {
             format!("`{short}`")
         }
         Cell::Int(i) => format!("integer {i}"),
+        Cell::BigInt(s) => format!("integer {s}"),
         Cell::Float(f) => format!("number {f}"),
         Cell::Float32(f) => format!("number {f}"),
         Cell::Bool(b) => format!("bool {b}"),
@@ -388,6 +389,7 @@ fn coerce_int(cell: &Cell) -> Result<i64, String> {
             None if n.is_u64() => Err(out_of_int64_range(&n.to_string())),
             None => from_f64(n.as_f64().unwrap_or(f64::NAN)),
         },
+        Cell::BigInt(s) => Err(out_of_int64_range(s)),
         Cell::Float(f) => from_f64(*f),
         Cell::Float32(f) => from_f64(f64::from(*f)),
         other => Err(format!("{} is not an integer", describe(other))),
@@ -441,7 +443,7 @@ fn coerce_f32(cell: &Cell) -> Result<f32, String> {
         Cell::Float32(f) => Err(format!("{f} is not a finite float32")),
         Cell::Float(f) => finite_f32(*f),
         Cell::Int(i) => Ok(*i as f32),
-        Cell::Text(s) => match s.trim().parse::<f32>() {
+        Cell::Text(s) | Cell::BigInt(s) => match s.trim().parse::<f32>() {
             Ok(v) if v.is_finite() => Ok(v),
             _ => Err(format!("{} is not a finite number", describe(cell))),
         },
@@ -456,6 +458,7 @@ fn coerce_string(cell: &Cell) -> Result<String, String> {
         Cell::Json(serde_json::Value::String(s)) => Ok(s.clone()),
         // Integers become strings losslessly (numeric ids in a string key are common).
         Cell::Int(i) => Ok(i.to_string()),
+        Cell::BigInt(s) => Ok(s.clone()),
         Cell::Json(serde_json::Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
         other => Err(format!("{} is not a string", describe(other))),
     }

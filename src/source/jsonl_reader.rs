@@ -106,9 +106,21 @@ impl RowReader for JsonlReader {
             };
             let problem = match serde_json::from_slice::<serde_json::Value>(content) {
                 Ok(serde_json::Value::Object(map)) => {
+                    // serde_json reads an integer beyond u64 as a float: recover its digits.
+                    let mut big = if map.values().any(maybe_big_integer) {
+                        big_integers(content)
+                    } else {
+                        Vec::new()
+                    };
                     let cells = map
                         .into_iter()
-                        .map(|(k, v)| (self.names.get(&k), json_cell(v)))
+                        .map(|(k, v)| {
+                            let cell = match big.iter().position(|(name, _)| *name == k) {
+                                Some(i) if maybe_big_integer(&v) => Cell::BigInt(big.swap_remove(i).1),
+                                _ => json_cell(v),
+                            };
+                            (self.names.get(&k), cell)
+                        })
                         .collect();
                     return Some(Ok(RawRow {
                         row: self.rows,
@@ -138,6 +150,41 @@ impl RowReader for JsonlReader {
     fn bytes_read(&self) -> u64 {
         self.counter.load(Ordering::Relaxed)
     }
+}
+
+/// A float that may be an integer literal too big for u64 (serde_json reads those as floats).
+fn maybe_big_integer(v: &serde_json::Value) -> bool {
+    matches!(v, serde_json::Value::Number(n)
+        if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18))
+}
+
+/// The top-level members of a JSON object whose raw text is an integer literal beyond u64, with
+/// that text. Only called for the rare line that has one.
+fn big_integers(line: &[u8]) -> Vec<(String, String)> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    use serde_json::value::RawValue;
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
+                let t = v.get();
+                let digits = t.strip_prefix('-').unwrap_or(t);
+                let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+                if integer && t.parse::<u64>().is_err() && t.parse::<i64>().is_err() {
+                    out.push((k, t.to_string()));
+                }
+            }
+            Ok(out)
+        }
+    }
+    serde_json::Deserializer::from_slice(line)
+        .deserialize_map(Members)
+        .unwrap_or_default()
 }
 
 /// A JSON member as a cell: null is absent, strings are text, the rest stays JSON.
@@ -193,6 +240,24 @@ mod tests {
                 rows: 1
             }
         );
+    }
+
+    #[test]
+    fn integers_beyond_u64_keep_their_digits() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            &dir,
+            "big.jsonl",
+            b"{\"a\":18446744073709551616,\"b\":-99999999999999999999,\"c\":1e20,\"d\":[18446744073709551616],\"e\":\"18446744073709551616\"}\n",
+        );
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        let row = rows[0].as_ref().unwrap();
+        assert_eq!(row.cells[0].1, Cell::BigInt("18446744073709551616".into()));
+        assert_eq!(row.cells[1].1, Cell::BigInt("-99999999999999999999".into()));
+        // 1e20 is written as a float: it stays one. Nested values and strings are untouched.
+        assert!(matches!(row.cells[2].1, Cell::Json(_)));
+        assert!(matches!(row.cells[3].1, Cell::Json(_)));
+        assert_eq!(row.cells[4].1, Cell::Text("18446744073709551616".into()));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum Cell {
     /// A JSON value from a JSONL row (objects, arrays, numbers, bools; strings come as `Text`).
     Json(serde_json::Value),
     Int(i64),
+    /// A JSON integer literal beyond the range of u64, as written (JSON parsers read it as a
+    /// float, which would lose its digits).
+    BigInt(String),
     Float(f64),
     Float32(f32),
     Bool(bool),
@@ -174,6 +177,8 @@ impl Cell {
             Cell::Text(s) | Cell::Timestamp(s) => Value::String(s.clone()),
             Cell::Json(v) => v.clone(),
             Cell::Int(i) => Value::from(*i),
+            // The digits as written: a JSON number would lose them.
+            Cell::BigInt(s) => Value::String(s.clone()),
             Cell::Float(f) => f64_json(*f),
             Cell::Float32(f) => f32_json(*f),
             Cell::Bool(b) => Value::Bool(*b),
