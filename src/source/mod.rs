@@ -595,7 +595,7 @@ fn check_line_start(path: &Path, skip: u64, head: &[u8]) -> Result<(), ReadError
             "cannot resume at byte {skip}: it is not the start of a line, so the file was changed in \
              place since its checkpoint (same size and same first and last blocks, other bytes in \
              between) and the rows already counted no longer match its content. Restore the file, \
-             or remove the state ([state] dir) to read it again from the start"
+             or run again with --start-over to set the state aside and read every file from the start"
         ),
     ))
 }

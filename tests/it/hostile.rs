@@ -593,3 +593,90 @@ async fn a_glob_through_a_symlink_loop_reads_each_file_once() {
     assert_eq!(summary_figure(&out, "rows read"), Some(rows), "{shown}");
     emu.shutdown().await;
 }
+
+/// The newest committed checkpoint's byte position for the only source file, if any.
+fn committed_byte(state: &Path) -> Option<u64> {
+    let mut best: Option<(u64, u64)> = None;
+    for slot in ["checkpoint-a.json", "checkpoint-b.json"] {
+        let Ok(text) = std::fs::read_to_string(state.join(slot)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let (Some(seq), Some(byte)) = (v["seq"].as_u64(), v["files"][0]["position"]["byte"].as_u64()) else {
+            continue;
+        };
+        if best.is_none_or(|(s, _)| seq > s) {
+            best = Some((seq, byte));
+        }
+    }
+    best.map(|(_, b)| b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_into_a_file_edited_in_place_is_refused() {
+    // A killed run, then a same-size edit in the middle of the file that moves line boundaries:
+    // the fingerprint (size, first 64 KiB, last 4 KiB) cannot see it, the resume offset check must.
+    let dir = tempdir();
+    upserts(dir.path(), "rows.csv", 4000, 31);
+    let path = dir.path().join("rows.csv");
+    let size = std::fs::metadata(&path).expect("size").len();
+    assert!(
+        size > 200_000,
+        "the file must be larger than the fingerprinted blocks: {size}"
+    );
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    write_config(
+        dir.path(),
+        &config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            800,
+            &[("rows.csv".into(), Some("upsert"))],
+        ),
+    );
+    let state = dir.path().join("state");
+    let mut child = spawn_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]);
+    let start = Instant::now();
+    let byte = loop {
+        if let Some(b) = committed_byte(&state)
+            && b > 80_000
+        {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint past 80 KB");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    let byte = committed_byte(&state).unwrap_or(byte);
+    assert!(byte + 10_000 < size, "killed too late: {byte} of {size}");
+    let mut data = std::fs::read(&path).expect("read");
+    // Delete one byte of a line between the first block and the offset, and insert one after it.
+    let cut = (70_000..byte as usize - 10)
+        .find(|&i| data[i].is_ascii_alphanumeric())
+        .expect("a byte to cut");
+    data.remove(cut);
+    data.insert(byte as usize + 100, b'x');
+    assert_eq!(data.len() as u64, size);
+    std::fs::write(&path, &data).expect("edit in place");
+
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("rows.csv") && shown.contains("changed in place"),
+        "{shown}"
+    );
+    assert!(shown.contains("--start-over"), "{shown}");
+    let out = run_binary(
+        dir.path(),
+        &["run", "--config", "sync.toml", "--no-progress", "--start-over"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    emu.shutdown().await;
+}
