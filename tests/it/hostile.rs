@@ -680,3 +680,55 @@ async fn a_resume_into_a_file_edited_in_place_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_are_refused_by_name_and_nothing_hangs() {
+    let dir = tempdir();
+    let d = dir.path();
+    let base = "[target]\nemulator = true\n[collection]\nname = \"c\"\nprimary_key = \"id\"\n\
+                [collection.fields]\nid = \"string\"\ntitle = \"string\"\n[state]\ndir = \"st\"\n";
+    std::fs::create_dir(d.join("adir.csv")).expect("dir");
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(d.join("fifo.csv"))
+        .status()
+        .expect("mkfifo");
+    assert!(fifo.success());
+    // A source that is a directory, a FIFO (reading it would block forever), a device.
+    for (src, needle) in [
+        ("adir.csv", "not a regular file"),
+        ("fifo.csv", "not a regular file"),
+        ("/dev/zero", "not a regular file"),
+        ("none-*.csv", "matches no files"),
+    ] {
+        std::fs::write(
+            d.join("sync.toml"),
+            format!("{base}[[sources]]\npath = \"{src}\"\nop = \"upsert\"\n"),
+        )
+        .expect("config");
+        for cmd in ["run", "validate"] {
+            let out = run_binary(
+                d,
+                &[cmd, "--config", "sync.toml", "--no-progress"][..if cmd == "run" { 4 } else { 3 }],
+            )
+            .await;
+            let shown = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{cmd} {src}: {shown}");
+            assert!(shown.contains(src) && shown.contains(needle), "{cmd} {src}: {shown}");
+        }
+    }
+    // A config that is not UTF-8, a directory, empty.
+    std::fs::write(d.join("bin.toml"), b"\xff\xfe[target]").expect("write");
+    std::fs::create_dir(d.join("dir.toml")).expect("dir");
+    std::fs::write(d.join("empty.toml"), b"").expect("write");
+    for (cfg, needle) in [
+        ("bin.toml", "UTF-8"),
+        ("dir.toml", "directory"),
+        ("empty.toml", "target"),
+    ] {
+        let out = run_binary(d, &["validate", "--config", cfg]).await;
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{cfg}: {shown}");
+        assert!(shown.contains(cfg) && shown.contains(needle), "{cfg}: {shown}");
+        assert!(!shown.contains("panicked"), "{shown}");
+    }
+}
