@@ -1,6 +1,8 @@
 //! The `vikingsync` command line: `run`, `validate`, `status`, `emulator`.
 //!
-//! Owns: argument parsing, logging setup, exit codes and what is printed at the end.
+//! Owns: argument parsing, logging setup, exit codes and what is printed at the end, and the
+//! process's signal handling: SIGINT/SIGTERM cancel one shutdown token that `run` and `emulator`
+//! react to.
 //! Never: holds pipeline logic; it calls the library.
 
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
+use tokio_util::sync::CancellationToken;
 
 use vikingsync::config::Config;
 use vikingsync::pipeline::{self, RunOptions};
@@ -78,9 +81,12 @@ fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a pipe or a pod's log gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match format {
         LogFormat::Human => builder.with_target(false).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -103,21 +109,56 @@ fn main() -> ExitCode {
                 config,
                 no_progress,
                 start_over,
-            } => run(config, no_progress, start_over).await,
+            } => run(config, no_progress, start_over, cancel_on_signal()).await,
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
-            Command::Emulator(args) => match vikingsync::emulator::run_cli(args).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
+            Command::Emulator(args) => {
+                match vikingsync::emulator::run_cli(args, cancel_on_signal().cancelled_owned()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(1)
+                    }
                 }
-            },
+            }
         }
     })
 }
 
-async fn run(path: PathBuf, no_progress: bool, start_over: bool) -> ExitCode {
+/// A token cancelled by the first SIGINT or SIGTERM. Installed only for the commands that stop
+/// gracefully (`run`, `emulator`): once installed, a signal no longer ends the process by itself.
+fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        match wait_for_signal().await {
+            Ok(()) => cancel.cancel(),
+            Err(e) => tracing::error!("cannot watch for SIGINT/SIGTERM, so a signal cannot stop gracefully: {e}"),
+        }
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        }
+        Err(_) => tokio::signal::ctrl_c().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}
+
+async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: CancellationToken) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -126,7 +167,15 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool) -> ExitCode {
         }
     };
     let progress = !no_progress && std::io::stderr().is_terminal();
-    let report = pipeline::run(config, RunOptions { progress, start_over }).await;
+    let report = pipeline::run(
+        config,
+        RunOptions {
+            progress,
+            start_over,
+            shutdown,
+        },
+    )
+    .await;
     let s = &report.summary;
     tracing::info!(
         rows_read = s.rows_read,

@@ -1,8 +1,8 @@
-//! The `vikingsync emulator` subcommand: flags, the collections file, env keys, serving until a
-//! signal.
+//! The `vikingsync emulator` subcommand: flags, the collections file, env keys, serving until
+//! shutdown.
 //!
 //! Owns: turning command-line flags, the `--collections` file and `VIKINGDB_AK`/`VIKINGDB_SK`
-//! into an [`EmulatorConfig`], and the process's serve-until-signal loop.
+//! into an [`EmulatorConfig`], and the serve-until-shutdown loop (the binary owns the signals).
 //! Never: prints a secret (only the access key ids), or starts anything but the emulator.
 
 use std::io::Write as _;
@@ -105,8 +105,8 @@ impl EmulatorArgs {
     }
 }
 
-/// Runs the emulator until SIGINT or SIGTERM.
-pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
+/// Runs the emulator until `shutdown` completes (the binary completes it on SIGINT or SIGTERM).
+pub async fn run_cli(args: EmulatorArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let config = args.config()?;
     if config.keys.is_empty() && config.api_keys.is_empty() {
         tracing::warn!("no keys configured: authentication is disabled");
@@ -124,24 +124,8 @@ pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(collections = ?names, "emulator serving; stop with Ctrl-C");
-    wait_for_signal().await?;
+    shutdown.await;
     tracing::info!(stats = ?emulator.stats(), "emulator stopping");
     emulator.shutdown().await;
     Ok(())
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
 }

@@ -1,0 +1,298 @@
+//! The pipeline: wires reader → schema → batcher → limiter → sender → tracker/dead-letter.
+//!
+//! Owns: the `run` entry point and its wiring (state directory, plan, reader thread, sender,
+//! coordinator, in that order), and the types a run reports with (`RunOptions`, `RunError`,
+//! `RunReport`). The jobs live in their own files: `plan` (files against the checkpoint), `read`
+//! (the reader thread), `coordinator` (dispatch, acknowledgements, dead letters, commits, the stop
+//! grace period), `validate` and `status`.
+//! Never: shapes requests (batch), talks HTTP (client), decides validity (schema), or installs
+//! signal handlers: a stop arrives as the `shutdown` token of [`RunOptions`]. Memory is bounded:
+//! the channel, the batcher's queues and the in-flight window are all capped.
+
+mod coordinator;
+mod plan;
+mod read;
+mod status;
+mod validate;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{CheckpointError, Store};
+use crate::client::{Locator, SendError, Sender, Target};
+use crate::config::{Config, ConfigError, Credentials, Secret};
+use crate::deadletter::DeadLetter;
+use crate::emulator;
+use crate::limit::RowLimiter;
+use crate::report::{Progress, Stats, Summary};
+use crate::schema::Schema;
+use crate::source::ReadError;
+
+pub use coordinator::SendBatches;
+pub use plan::{FilePlan, RunPlan, SourceFile, plan_files, source_files};
+pub use status::{FileStatus, StatusReport, status};
+pub use validate::{ValidateReport, validate};
+
+use coordinator::{Coordinator, Settings};
+use read::{CHANNEL_ROWS, read_all};
+
+/// Why a run stopped early. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Source(Box<ReadError>),
+    #[error("{0}")]
+    Send(#[from] SendError),
+    #[error("{rejected} rows were rejected, more than max_rejected_rows = {limit}; see {dead_letter}")]
+    TooManyRejected {
+        rejected: u64,
+        limit: u64,
+        dead_letter: PathBuf,
+    },
+    #[error("state directory {dir}: {source}")]
+    State { dir: PathBuf, source: std::io::Error },
+    #[error("cannot start the emulator: {0}")]
+    Emulator(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("stopped by a signal; progress is checkpointed, run the same command again to continue")]
+    Interrupted,
+}
+
+impl From<ReadError> for RunError {
+    fn from(e: ReadError) -> Self {
+        RunError::Source(Box::new(e))
+    }
+}
+
+impl RunError {
+    /// The process exit code: 2 for too many rejected rows, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::TooManyRejected { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How a run went: its numbers, and the error that stopped it, if any.
+#[derive(Debug)]
+pub struct RunReport {
+    pub summary: Summary,
+    /// Rows read but neither applied nor rejected when the run stopped (ahead of the checkpoint).
+    pub unfinished: u64,
+    pub error: Option<RunError>,
+    pub dead_letter: PathBuf,
+}
+
+/// Options that are not part of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub progress: bool,
+    /// Cancelled to stop the run: requests in flight finish (for up to 10 s), what was
+    /// acknowledged is committed, and the run ends with [`RunError::Interrupted`].
+    pub shutdown: CancellationToken,
+    /// Set the previous checkpoint and dead-letter file aside and start from the beginning.
+    pub start_over: bool,
+}
+
+/// A started emulator and the credentials that reach it (for `target.emulator = true`).
+struct LocalEmulator {
+    handle: emulator::Emulator,
+    credentials: Credentials,
+}
+
+async fn start_local_emulator(config: &Config) -> Result<LocalEmulator, RunError> {
+    let c = &config.collection;
+    let name = c
+        .name
+        .clone()
+        .or_else(|| c.resource_id.clone())
+        .or_else(|| c.alias.clone())
+        .unwrap_or_default();
+    let secret: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..32).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+    };
+    let spec = emulator::CollectionSpec {
+        name: name.clone(),
+        primary_key: c.primary_key.clone(),
+        fields: c.fields.clone(),
+        dim: c.dim,
+        vectorize: c.vectorize,
+        quota_rows_per_second: config.rate.rows_per_second,
+        resource_id: c.resource_id.clone(),
+        alias: c.alias.clone(),
+    };
+    let emu_config = emulator::EmulatorConfig {
+        collections: vec![spec],
+        keys: vec![emulator::AccessKey {
+            access_key: "AKLOCALEMULATOR".into(),
+            secret_key: secret.clone(),
+            session_token: None,
+        }],
+        faults: config.emulator_faults.clone().unwrap_or_default(),
+        ..emulator::EmulatorConfig::default()
+    };
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let handle = emulator::start(emu_config, listen)
+        .await
+        .map_err(|e| RunError::Emulator(e.to_string()))?;
+    tracing::info!(endpoint = %handle.endpoint(), collection = %name, "started the in-process emulator");
+    Ok(LocalEmulator {
+        handle,
+        credentials: Credentials::Signed {
+            access_key: "AKLOCALEMULATOR".into(),
+            secret_key: Secret::new(secret),
+            session_token: None,
+        },
+    })
+}
+
+fn locator(config: &Config) -> Locator {
+    let c = &config.collection;
+    match (&c.name, &c.resource_id, &c.alias) {
+        (_, Some(r), _) => Locator::ResourceId(r.clone()),
+        (_, _, Some(a)) => Locator::Alias(a.clone()),
+        (Some(n), _, _) => Locator::Name(n.clone()),
+        (None, None, None) => Locator::Name(String::new()),
+    }
+}
+
+/// Runs a one-shot backfill to the end, or until something stops it.
+pub async fn run(config: Config, options: RunOptions) -> RunReport {
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let dead_letter_path = config.state.dir.join(crate::deadletter::FILE_NAME);
+    let mut emulator = None;
+    let result = run_inner(&config, &options, &stats, &mut emulator).await;
+    if let Some(e) = emulator {
+        e.handle.shutdown().await;
+    }
+    let summary = stats.snapshot(started.elapsed());
+    let (unfinished, error) = match result {
+        Ok(unfinished) => (unfinished, None),
+        Err((unfinished, e)) => (unfinished, Some(e)),
+    };
+    RunReport {
+        summary,
+        unfinished,
+        error,
+        dead_letter: dead_letter_path,
+    }
+}
+
+type Unfinished = u64;
+
+async fn run_inner(
+    config: &Config,
+    options: &RunOptions,
+    stats: &Arc<Stats>,
+    emulator_slot: &mut Option<LocalEmulator>,
+) -> Result<Unfinished, (Unfinished, RunError)> {
+    let early = |e: RunError| (0, e);
+    let (store, previous) = if options.start_over {
+        Store::open_set_aside(&config.state.dir, &[crate::deadletter::FILE_NAME])
+    } else {
+        Store::open(&config.state.dir)
+    }
+    .map_err(|e| early(e.into()))?;
+    // An in-process emulator starts empty every run, so a checkpoint from an earlier run
+    // describes a collection that no longer exists: start over.
+    let previous = match previous {
+        Some(_) if config.target.emulator => {
+            tracing::info!("target.emulator: the emulator starts empty, so the previous checkpoint is ignored");
+            None
+        }
+        p => p,
+    };
+    let (files, mappings) = source_files(config).map_err(early)?;
+    let RunPlan { files, carried } = plan_files(files, previous.as_ref(), config.state.on_change).map_err(early)?;
+    let files: Arc<[FilePlan]> = files.into();
+    let resumed: u64 = files.iter().map(FilePlan::resumed_rows).sum();
+    stats.rows_resumed.store(resumed, Relaxed);
+    if previous.is_some() {
+        let skipped = files.iter().filter(|f| f.skip).count();
+        tracing::info!(
+            rows_done = resumed,
+            files_done = skipped,
+            "resuming from the checkpoint"
+        );
+    }
+    let (endpoint, credentials) = if config.target.emulator {
+        let local = start_local_emulator(config).await.map_err(early)?;
+        let pair = (local.handle.endpoint(), local.credentials.clone());
+        *emulator_slot = Some(local);
+        pair
+    } else {
+        let creds = Credentials::load(config).map_err(|e| early(e.into()))?;
+        (config.target.endpoint.clone().unwrap_or_default(), creds)
+    };
+    let state_err = |source| {
+        early(RunError::State {
+            dir: config.state.dir.clone(),
+            source,
+        })
+    };
+    let dead =
+        DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
+
+    let schema = Schema::from_config(&config.collection);
+    let limiter = Arc::new(RowLimiter::new(config.rate.rows_per_second, config.rate.batch_rows));
+    let target = Target {
+        endpoint,
+        region: config.target.region.clone(),
+        api: config.target.api,
+        locator: locator(config),
+        ignore_unknown_fields: config.collection.ignore_unknown_fields,
+        request_timeout: config.request_timeout(),
+        connect_timeout: config.connect_timeout(),
+        concurrency: config.rate.concurrency,
+    };
+    let sender = Arc::new(
+        Sender::new(target, credentials, limiter, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
+    );
+    let total_bytes: u64 = files.iter().filter(|f| !f.skip).map(|f| f.fingerprint.size).sum();
+    let progress = Progress::new(total_bytes, options.progress);
+    tracing::info!(files = files.len(), bytes = total_bytes, "starting");
+
+    let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+    let reader_stats = stats.clone();
+    let reader_files = files.clone();
+    let reader = std::thread::Builder::new()
+        .name("vikingsync-reader".into())
+        .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
+        .map_err(state_err)?;
+
+    let mut coordinator = Coordinator::new(
+        Settings::from_config(config),
+        files,
+        carried,
+        store,
+        dead,
+        sender,
+        stats.clone(),
+        options.shutdown.clone(),
+    );
+    let outcome = coordinator.drive(rx, &progress).await;
+    progress.finish();
+    // Whatever stopped the run, abandon what is still in flight (those rows stay ahead of the
+    // checkpoint) and commit what was acknowledged.
+    let (unfinished, committed) = coordinator.finish();
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    // The state directory's lock goes with the coordinator, after the reader has stopped.
+    drop(coordinator);
+    match (outcome, committed) {
+        (Ok(()), Ok(())) => Ok(unfinished),
+        (Err(e), _) => Err((unfinished, e)),
+        (Ok(()), Err(e)) => Err((unfinished, e)),
+    }
+}

@@ -1,0 +1,137 @@
+//! `vikingsync status`: sets the checkpoint against the sources as they are now.
+//!
+//! Owns: the status report (per-file rows done, counts, standing; the lock holder; the
+//! dead-letter entries the checkpoint covers).
+//! Never: takes the state directory's lock, writes anything, or sends.
+
+use std::path::PathBuf;
+
+use super::RunError;
+use super::plan::source_files;
+use crate::checkpoint::{FileCheckpoint, Fingerprint, Standing};
+use crate::config::Config;
+use crate::source::{self, Position};
+
+/// One file's line in `vikingsync status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileStatus {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Rows acknowledged (applied or dead-lettered), per the checkpoint.
+    pub rows_done: u64,
+    pub applied: u64,
+    pub rejected: u64,
+    pub done: bool,
+    /// For uncompressed CSV/JSONL: bytes before the committed position.
+    pub bytes_done: Option<u64>,
+    /// `not started`, `unchanged`, `grew since`, `changed: …`, `unreadable: …`, or
+    /// `gone (no source matches it now)` for a checkpointed file no source matches.
+    pub standing: String,
+}
+
+/// What `vikingsync status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    pub state_dir: PathBuf,
+    pub running_pid: Option<String>,
+    pub last_commit: Option<String>,
+    pub commits: u64,
+    pub dead_letter_entries: u64,
+    pub files: Vec<FileStatus>,
+}
+
+/// Reads the checkpoint (without taking the lock) and sets it against the sources now.
+pub fn status(config: &Config) -> Result<StatusReport, RunError> {
+    let dir = &config.state.dir;
+    let checkpoint = crate::checkpoint::load(dir)?;
+    let (files, _) = source_files(config)?;
+    let mut taken = vec![false; checkpoint.as_ref().map_or(0, |c| c.files.len())];
+    let mut out = Vec::new();
+    for f in &files {
+        let canonical = &f.canonical;
+        let fp = Fingerprint::of(canonical).ok();
+        let size = fp.as_ref().map_or(0, |fp| fp.size);
+        let entry = match (&checkpoint, &fp) {
+            (Some(cp), Some(fp)) => cp.entry_for(canonical, fp, &taken).map(|i| {
+                taken[i] = true;
+                &cp.files[i]
+            }),
+            _ => None,
+        };
+        let line = match entry {
+            None => FileStatus {
+                path: f.path.clone(),
+                size,
+                rows_done: 0,
+                applied: 0,
+                rejected: 0,
+                done: false,
+                bytes_done: None,
+                standing: "not started".into(),
+            },
+            Some(e) => {
+                let appendable = f.appendable();
+                let standing = match crate::checkpoint::standing(canonical, &e.fingerprint, appendable) {
+                    Ok(Standing::Unchanged) => "unchanged".to_string(),
+                    Ok(Standing::Grew) => "grew since".to_string(),
+                    Ok(Standing::Changed(why)) => format!("changed: {why}"),
+                    Err(err) => format!("unreadable: {err}"),
+                };
+                let plain = matches!(
+                    source::detect(&f.path, f.options.format),
+                    Ok((_, source::Compression::None))
+                );
+                file_status(f.path.clone(), size, e, standing, plain)
+            }
+        };
+        out.push(line);
+    }
+    if let Some(cp) = &checkpoint {
+        for (e, t) in cp.files.iter().zip(&taken) {
+            if !t {
+                out.push(file_status(
+                    e.path.clone(),
+                    e.fingerprint.size,
+                    e,
+                    "gone (no source matches it now)".into(),
+                    false,
+                ));
+            }
+        }
+    }
+    let dead_letter_entries = checkpoint.as_ref().map_or(0, |cp| {
+        std::fs::read(dir.join(crate::deadletter::FILE_NAME))
+            .map(|b| {
+                b[..b.len().min(cp.dead_letter_len as usize)]
+                    .iter()
+                    .filter(|c| **c == b'\n')
+                    .count() as u64
+            })
+            .unwrap_or(0)
+    });
+    Ok(StatusReport {
+        state_dir: dir.clone(),
+        running_pid: crate::checkpoint::lock_holder(dir),
+        last_commit: checkpoint.as_ref().map(|c| c.committed_at.clone()),
+        commits: checkpoint.as_ref().map_or(0, |c| c.seq),
+        dead_letter_entries,
+        files: out,
+    })
+}
+
+/// `plain`: an uncompressed CSV/JSONL file, whose byte position is a share of its size.
+fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String, plain: bool) -> FileStatus {
+    FileStatus {
+        path,
+        size,
+        rows_done: e.position.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&e.acknowledged_above),
+        applied: e.applied,
+        rejected: e.rejected,
+        done: e.done,
+        bytes_done: match e.position {
+            Some(Position::Offset { byte, .. }) if plain => Some(byte),
+            _ => None,
+        },
+        standing,
+    }
+}
