@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::ack::{AckError, Tracker};
 use crate::batch::Batcher;
-use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, Standing, Store, Tracker};
+use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, Standing, Store};
 use crate::client::{BatchResult, Locator, SendError, Sender, Target};
 use crate::config::{Config, ConfigError, Credentials, OnChange, Secret};
 use crate::deadletter::{DeadLetter, Entry};
@@ -49,6 +50,10 @@ pub enum RunError {
     Checkpoint(#[from] CheckpointError),
     #[error("stopped by a signal; progress is checkpointed, run the same command again to continue")]
     Interrupted,
+    #[error(
+        "internal accounting error: {0}; the checkpoint keeps unacknowledged rows ahead of its position. Please report this"
+    )]
+    Accounting(#[from] AckError),
 }
 
 impl From<ReadError> for RunError {
@@ -98,7 +103,7 @@ pub struct SourceFile {
     /// The path with symlinks resolved: the file's identity in the checkpoint.
     pub canonical: PathBuf,
     /// Rows after `start` the checkpoint says are acknowledged: read but not sent.
-    pub done_rows: Arc<Vec<crate::checkpoint::RowRange>>,
+    pub done_rows: Arc<Vec<crate::ack::RowRange>>,
 }
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
@@ -201,7 +206,7 @@ fn read_all(
         let mapping = &mappings[file.mapping];
         let mut last_bytes = 0;
         while let Some(next) = reader.next_row() {
-            let already = |row: u64| crate::checkpoint::in_ranges(&file.done_rows, row);
+            let already = |row: u64| crate::ack::in_ranges(&file.done_rows, row);
             let item = match next {
                 Ok(raw) => {
                     let origin = Origin {
@@ -517,7 +522,7 @@ async fn run_inner(
     let (plans, carried) = plan_files(&mut files, previous.as_ref(), config.state.on_change).map_err(early)?;
     let resumed: u64 = files
         .iter()
-        .map(|f| f.start.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&f.done_rows))
+        .map(|f| f.start.map_or(0, |p| p.rows()) + crate::ack::ranges_len(&f.done_rows))
         .sum();
     stats.rows_resumed.store(resumed, Relaxed);
     if previous.is_some() {
@@ -749,7 +754,7 @@ impl Coordinator {
                 done: progress.done(),
                 applied: progress.applied,
                 rejected: progress.rejected,
-                acknowledged_above: crate::checkpoint::merge_ranges(
+                acknowledged_above: crate::ack::merge_ranges(
                     &progress.acknowledged_above(),
                     &file.done_rows,
                     progress.watermark.map_or(0, |p| p.rows()),
@@ -820,7 +825,7 @@ impl Coordinator {
         // Written at once; the checkpoint records the length that goes with its acknowledgements,
         // and a resume cuts the file back to it, so each rejected row appears exactly once.
         self.dead.append(&entry).map_err(|e| self.state_error(e))?;
-        self.tracker.rejected(origin);
+        self.tracker.rejected(origin)?;
         // The limit counts the whole backfill, earlier runs of it included.
         let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1 + self.rejected_before;
         match self.max_rejected {
@@ -837,7 +842,7 @@ impl Coordinator {
         self.stats.add_applied(op, result.applied.len() as u64);
         self.acked_since_commit += (result.applied.len() + result.rejected.len()) as u64;
         for rec in &result.applied {
-            self.tracker.applied(&rec.origin);
+            self.tracker.applied(&rec.origin)?;
         }
         self.batcher.acknowledge(
             result
@@ -1039,7 +1044,7 @@ fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String, p
     FileStatus {
         path,
         size,
-        rows_done: e.position.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&e.acknowledged_above),
+        rows_done: e.position.map_or(0, |p| p.rows()) + crate::ack::ranges_len(&e.acknowledged_above),
         applied: e.applied,
         rejected: e.rejected,
         done: e.done,
