@@ -1,261 +1,12 @@
-//! Acknowledgements and checkpoints: which rows are done, as a low watermark per source file.
+//! The durable store: the locked state directory and the checkpoint file in it.
 //!
-//! Owns: the `Tracker`, which learns of every row read and of its outcome (applied or rejected)
-//! in any order, and advances each file's committed position over the longest prefix of rows that
-//! are all done, writing dead letters in that order; and the checkpoint file built from it.
-//! Never: counts rows to find a position (batches finish out of order), and never lets a position
-//! pass a row that is not acknowledged.
-
-use std::collections::VecDeque;
-
-use crate::record::Origin;
-use crate::source::Position;
-
-/// One row read and not yet below the watermark.
-#[derive(Debug)]
-struct Slot {
-    row: u64,
-    end: Position,
-    done: bool,
-}
-
-/// Progress of one source file in this run.
-#[derive(Debug)]
-pub struct FileProgress {
-    /// Sequence number of the first row in `slots`.
-    base_seq: Option<u64>,
-    /// Rows read and not yet below the watermark, in order.
-    slots: VecDeque<Slot>,
-    /// The committed position: every row before it is applied or dead-lettered.
-    pub watermark: Option<Position>,
-    /// The reader reached the end of the file.
-    pub read_to_end: bool,
-    pub applied: u64,
-    pub rejected: u64,
-}
-
-impl FileProgress {
-    /// All rows read and all acknowledged.
-    pub fn done(&self) -> bool {
-        self.read_to_end && self.slots.is_empty()
-    }
-
-    /// Rows above the watermark that are already acknowledged, as inclusive ranges of row
-    /// numbers: a resume skips them, so a crash re-sends only what was in flight.
-    pub fn acknowledged_above(&self) -> Vec<RowRange> {
-        let mut ranges: Vec<RowRange> = Vec::new();
-        for s in self.slots.iter().filter(|s| s.done) {
-            match ranges.last_mut() {
-                Some(r) if r[1] + 1 == s.row => r[1] = s.row,
-                _ => ranges.push([s.row, s.row]),
-            }
-        }
-        ranges
-    }
-}
-
-/// An inclusive range of row numbers.
-pub type RowRange = [u64; 2];
-
-/// Whether `row` is in one of the sorted, disjoint `ranges`.
-pub fn in_ranges(ranges: &[RowRange], row: u64) -> bool {
-    let i = ranges.partition_point(|r| r[0] <= row);
-    i > 0 && ranges[i - 1][1] >= row
-}
-
-/// The union of `ours` with the parts of `inherited` after row `above`, as sorted, disjoint,
-/// coalesced ranges. A resumed run must keep the acknowledgements it inherited for rows it has
-/// not read yet, or their dead letters would be written again after the next restart.
-pub fn merge_ranges(ours: &[RowRange], inherited: &[RowRange], above: u64) -> Vec<RowRange> {
-    let mut all: Vec<RowRange> = ours
-        .iter()
-        .copied()
-        .chain(
-            inherited
-                .iter()
-                .filter(|r| r[1] > above)
-                .map(|r| [r[0].max(above + 1), r[1]]),
-        )
-        .collect();
-    all.sort_unstable();
-    let mut out: Vec<RowRange> = Vec::with_capacity(all.len());
-    for r in all {
-        match out.last_mut() {
-            Some(last) if r[0] <= last[1] + 1 => last[1] = last[1].max(r[1]),
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-/// How many rows the ranges hold.
-pub fn ranges_len(ranges: &[RowRange]) -> u64 {
-    ranges.iter().map(|r| r[1] + 1 - r[0]).sum()
-}
-
-/// Tracks every file's acknowledgements.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    pub files: Vec<FileProgress>,
-    /// Slots across all files (asked for on every row taken, so kept, not summed).
-    pending: usize,
-}
-
-impl Tracker {
-    /// `start(i)` gives file `i`'s committed position and its applied and rejected counts so far.
-    pub fn new(file_count: usize, start: impl Fn(usize) -> (Option<Position>, u64, u64)) -> Tracker {
-        Tracker {
-            files: (0..file_count)
-                .map(|i| {
-                    let (watermark, applied, rejected) = start(i);
-                    FileProgress {
-                        base_seq: None,
-                        slots: VecDeque::new(),
-                        watermark,
-                        read_to_end: false,
-                        applied,
-                        rejected,
-                    }
-                })
-                .collect(),
-            pending: 0,
-        }
-    }
-
-    /// A row was read. Rows of a file arrive in order with consecutive sequence numbers.
-    pub fn read(&mut self, origin: &Origin, end: Position) {
-        self.push(origin, end, false);
-    }
-
-    /// A row the checkpoint says is already acknowledged: it only holds its place.
-    pub fn already_done(&mut self, origin: &Origin, end: Position) {
-        self.push(origin, end, true);
-    }
-
-    fn push(&mut self, origin: &Origin, end: Position, done: bool) {
-        let f = &mut self.files[origin.file];
-        if f.base_seq.is_none() || f.slots.is_empty() {
-            f.base_seq = Some(origin.seq);
-        }
-        debug_assert_eq!(f.base_seq.map(|b| b + f.slots.len() as u64), Some(origin.seq));
-        self.pending += 1;
-        f.slots.push_back(Slot {
-            row: origin.row,
-            end,
-            done,
-        });
-    }
-
-    fn mark(&mut self, origin: &Origin) {
-        let f = &mut self.files[origin.file];
-        let Some(base) = f.base_seq else { return };
-        let Some(i) = origin.seq.checked_sub(base).and_then(|i| usize::try_from(i).ok()) else {
-            return;
-        };
-        if let Some(slot) = f.slots.get_mut(i) {
-            slot.done = true;
-        }
-    }
-
-    pub fn applied(&mut self, origin: &Origin) {
-        self.mark(origin);
-        self.files[origin.file].applied += 1;
-    }
-
-    /// A row was rejected (its dead letter is already written).
-    pub fn rejected(&mut self, origin: &Origin) {
-        self.mark(origin);
-        self.files[origin.file].rejected += 1;
-    }
-
-    pub fn read_to_end(&mut self, file: usize) {
-        self.files[file].read_to_end = true;
-    }
-
-    /// Moves every watermark over its acknowledged prefix.
-    pub fn advance(&mut self) {
-        for f in &mut self.files {
-            while f.slots.front().is_some_and(|s| s.done) {
-                if let Some(slot) = f.slots.pop_front() {
-                    f.watermark = Some(slot.end);
-                    f.base_seq = f.base_seq.map(|b| b + 1);
-                    self.pending -= 1;
-                }
-            }
-        }
-    }
-
-    /// Rows read but not yet below a watermark, across all files.
-    pub fn pending(&self) -> usize {
-        self.pending
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn origin(seq: u64) -> Origin {
-        Origin {
-            file: 0,
-            row: seq + 1,
-            seq,
-        }
-    }
-
-    fn pos(rows: u64) -> Position {
-        Position::Offset { byte: rows * 10, rows }
-    }
-
-    #[test]
-    fn watermark_is_the_longest_acknowledged_prefix() {
-        let mut t = Tracker::new(1, |_| (None, 0, 0));
-        for s in 0..5 {
-            t.read(&origin(s), pos(s + 1));
-        }
-        t.applied(&origin(1));
-        t.applied(&origin(3));
-        t.advance();
-        assert_eq!(t.files[0].watermark, None, "row 0 is still in flight");
-        assert_eq!(t.files[0].acknowledged_above(), vec![[2, 2], [4, 4]]);
-        assert!(in_ranges(&[[2, 2], [4, 9]], 7) && !in_ranges(&[[2, 2], [4, 9]], 3) && !in_ranges(&[], 1));
-        assert_eq!(ranges_len(&[[2, 2], [4, 9]]), 7);
-        // Inherited acknowledgements beyond what this run has read survive a commit.
-        assert_eq!(
-            merge_ranges(&[[5, 6]], &[[3, 4], [8, 9], [20, 30]], 4),
-            vec![[5, 6], [8, 9], [20, 30]]
-        );
-        assert_eq!(merge_ranges(&[[5, 7]], &[[2, 9]], 4), vec![[5, 9]]);
-        t.applied(&origin(0));
-        t.advance();
-        assert_eq!(t.files[0].watermark, Some(pos(2)));
-        t.rejected(&origin(2));
-        t.advance();
-        assert_eq!(t.files[0].watermark, Some(pos(4)));
-        assert_eq!((t.files[0].applied, t.files[0].rejected), (3, 1));
-        t.applied(&origin(4));
-        t.read_to_end(0);
-        t.advance();
-        assert!(t.files[0].done());
-        assert_eq!(t.pending(), 0);
-    }
-
-    #[test]
-    fn rows_done_before_a_crash_hold_their_place_without_counting() {
-        let mut t = Tracker::new(1, |_| (Some(pos(0)), 7, 1));
-        t.read(&origin(0), pos(1));
-        t.already_done(&origin(1), pos(2));
-        t.advance();
-        assert_eq!(t.files[0].watermark, Some(pos(0)));
-        t.applied(&origin(0));
-        t.advance();
-        assert_eq!(t.files[0].watermark, Some(pos(2)));
-        assert_eq!(t.files[0].applied, 8);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The checkpoint file.
+//! Owns: the checkpoint format ([`Checkpoint`], [`FileCheckpoint`], [`VERSION`]); the two A/B
+//! slots, written crash-safely with a checksum, and loading the newest valid one, refusing a slot
+//! whose numbers are inconsistent or would overflow; file [`Fingerprint`]s and how a file stands
+//! against one; the state directory's lock and the checks that this run still holds it.
+//! Never: decides what is acknowledged (that is `ack`'s `Tracker`; this module stores what it is
+//! given), starts from zero when slots exist but none is valid, or does unchecked arithmetic on a
+//! number read from a file.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -264,12 +15,18 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ack::RowRange;
+use crate::source::Position;
+
 /// The checkpoint format version this build writes and reads.
 pub const VERSION: u32 = 1;
 const SLOTS: [&str; 2] = ["checkpoint-a.json", "checkpoint-b.json"];
 const LOCK_FILE: &str = "lock";
 const HEAD_BYTES: u64 = 64 * 1024;
 const TAIL_BYTES: u64 = 4096;
+/// The largest row count, byte offset or sequence number a checkpoint may hold: far beyond any
+/// real file, and leaves room for the `+ 1`s of the run that resumes from it.
+pub const MAX_NUMBER: u64 = i64::MAX as u64;
 
 /// A checkpoint problem, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +54,32 @@ pub enum CheckpointError {
     Replaced { dir: PathBuf, what: String },
     #[error("state directory {dir}: {source}")]
     Io { dir: PathBuf, source: std::io::Error },
+    /// One slot refused; `load` falls back to the other, and says `Unreadable` if none is left.
+    #[error("checkpoint slot {slot}: {problem}")]
+    Slot { slot: PathBuf, problem: SlotProblem },
+}
+
+/// Why one checkpoint slot cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlotProblem {
+    #[error("cannot read it ({0})")]
+    Read(String),
+    #[error("not a checkpoint ({0})")]
+    NotACheckpoint(String),
+    #[error("format version {0} (this vikingsync reads {VERSION})")]
+    Version(u32),
+    #[error("checksum mismatch (torn or edited)")]
+    Checksum,
+    /// The checksum holds, but the numbers cannot describe a real run.
+    #[error("`{field}` {why}: the numbers in this checkpoint do not add up")]
+    Inconsistent { field: String, why: String },
+}
+
+fn inconsistent(field: impl Into<String>, why: impl Into<String>) -> SlotProblem {
+    SlotProblem::Inconsistent {
+        field: field.into(),
+        why: why.into(),
+    }
 }
 
 /// What identifies a file's content: its size, and hashes of its first and last blocks.
@@ -363,10 +146,22 @@ pub fn standing(path: &Path, old: &Fingerprint, appendable: bool) -> std::io::Re
             old.size
         )));
     }
+    let Some(tail_start) = old.size.checked_sub(old.tail_len) else {
+        return Ok(Standing::Changed(format!(
+            "its checkpoint records a {}-byte tail of a {}-byte file",
+            old.tail_len, old.size
+        )));
+    };
+    if old.head_len > old.size {
+        return Ok(Standing::Changed(format!(
+            "its checkpoint records a {}-byte head of a {}-byte file",
+            old.head_len, old.size
+        )));
+    }
     if hash_range(&mut file, 0, old.head_len)? != old.head_sha256 {
         return Ok(Standing::Changed("its first bytes differ".into()));
     }
-    if hash_range(&mut file, old.size - old.tail_len, old.tail_len)? != old.tail_sha256 {
+    if hash_range(&mut file, tail_start, old.tail_len)? != old.tail_sha256 {
         return Ok(Standing::Changed("the bytes before its old end differ".into()));
     }
     if size == old.size {
@@ -432,24 +227,132 @@ impl Checkpoint {
     }
 }
 
-fn parse_slot(path: &Path) -> Result<Option<Checkpoint>, String> {
+impl Checkpoint {
+    /// Checks every number against the others, with checked arithmetic: positions, row counts,
+    /// ranges, counts and lengths must describe a possible run, and their sums must fit. The
+    /// checksum only proves the file is as written, not that what was written makes sense.
+    pub fn check_numbers(&self) -> Result<(), SlotProblem> {
+        let big = |field: String, n: u64| {
+            if n > MAX_NUMBER {
+                Err(inconsistent(field, format!("is {n}, more than {MAX_NUMBER}")))
+            } else {
+                Ok(())
+            }
+        };
+        big("seq".into(), self.seq)?;
+        big("dead_letter_len".into(), self.dead_letter_len)?;
+        let (mut rows_total, mut applied_total, mut rejected_total) = (0u64, 0u64, 0u64);
+        for (i, f) in self.files.iter().enumerate() {
+            let field = |name: &str| format!("files[{i}].{name}");
+            let fp = &f.fingerprint;
+            big(field("fingerprint.size"), fp.size)?;
+            if fp.head_len > fp.size.min(HEAD_BYTES) {
+                return Err(inconsistent(
+                    field("fingerprint.head_len"),
+                    format!("is {} for a {}-byte file (at most {HEAD_BYTES})", fp.head_len, fp.size),
+                ));
+            }
+            if fp.tail_len > fp.size.min(TAIL_BYTES) {
+                return Err(inconsistent(
+                    field("fingerprint.tail_len"),
+                    format!("is {} for a {}-byte file (at most {TAIL_BYTES})", fp.tail_len, fp.size),
+                ));
+            }
+            let rows = match f.position {
+                None => 0,
+                Some(Position::Offset { byte, rows }) => {
+                    big(field("position.byte"), byte)?;
+                    big(field("position.rows"), rows)?;
+                    // Every data row takes at least one byte of the stream.
+                    if rows > byte {
+                        return Err(inconsistent(
+                            field("position.rows"),
+                            format!("is {rows}, more rows than the {byte} bytes before the position can hold"),
+                        ));
+                    }
+                    rows
+                }
+                Some(Position::RowGroup { row_group, row, rows }) => {
+                    let group = u64::try_from(row_group).unwrap_or(u64::MAX);
+                    big(field("position.row_group"), group)?;
+                    big(field("position.rows"), rows)?;
+                    // `rows` counts the rows of the groups before `row_group` and then `row`.
+                    if row > rows {
+                        return Err(inconsistent(
+                            field("position.row"),
+                            format!("is {row}, more than the {rows} rows before the position"),
+                        ));
+                    }
+                    rows
+                }
+            };
+            let above = crate::ack::checked_ranges_len(&f.acknowledged_above, rows)
+                .map_err(|e| inconsistent(field("acknowledged_above"), e.to_string()))?;
+            if let Some(&[_, last]) = f.acknowledged_above.last() {
+                big(field("acknowledged_above"), last)?;
+            }
+            let done_rows = rows.checked_add(above).filter(|n| *n <= MAX_NUMBER).ok_or_else(|| {
+                inconsistent(
+                    field("acknowledged_above"),
+                    format!("with position.rows {rows} counts more than {MAX_NUMBER} rows"),
+                )
+            })?;
+            big(field("applied"), f.applied)?;
+            big(field("rejected"), f.rejected)?;
+            f.applied
+                .checked_add(f.rejected)
+                .filter(|n| *n <= MAX_NUMBER)
+                .ok_or_else(|| {
+                    inconsistent(
+                        field("rejected"),
+                        format!("plus applied ({}) is more than {MAX_NUMBER}", f.applied),
+                    )
+                })?;
+            let add = |total: u64, n: u64, name: &str| {
+                total.checked_add(n).filter(|t| *t <= MAX_NUMBER).ok_or_else(|| {
+                    inconsistent(
+                        field(name),
+                        format!("brings the total over all files past {MAX_NUMBER}"),
+                    )
+                })
+            };
+            rows_total = add(rows_total, done_rows, "position.rows")?;
+            applied_total = add(applied_total, f.applied, "applied")?;
+            rejected_total = add(rejected_total, f.rejected, "rejected")?;
+        }
+        applied_total
+            .checked_add(rejected_total)
+            .filter(|n| *n <= MAX_NUMBER)
+            .ok_or_else(|| {
+                inconsistent(
+                    "files[*].applied",
+                    format!("plus rejected over all files is more than {MAX_NUMBER}"),
+                )
+            })?;
+        Ok(())
+    }
+}
+
+/// Reads and checks one slot. `Ok(None)`: the slot does not exist.
+fn parse_slot(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    let refuse = |problem| CheckpointError::Slot {
+        slot: path.to_path_buf(),
+        problem,
+    };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(refuse(SlotProblem::Read(e.to_string()))),
     };
     let cp: Checkpoint =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a checkpoint ({e})", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| refuse(SlotProblem::NotACheckpoint(e.to_string())))?;
     if cp.version != VERSION {
-        return Err(format!(
-            "{}: format version {} (this vikingsync reads {VERSION})",
-            path.display(),
-            cp.version
-        ));
+        return Err(refuse(SlotProblem::Version(cp.version)));
     }
     if cp.checksum != cp.compute_checksum() {
-        return Err(format!("{}: checksum mismatch (torn or edited)", path.display()));
+        return Err(refuse(SlotProblem::Checksum));
     }
+    cp.check_numbers().map_err(refuse)?;
     Ok(Some(cp))
 }
 
@@ -457,7 +360,7 @@ fn parse_slot(path: &Path) -> Result<Option<Checkpoint>, String> {
 /// exist but none is valid, that is an error, never a silent start from zero.
 pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     let mut good: Vec<Checkpoint> = Vec::new();
-    let mut bad: Vec<String> = Vec::new();
+    let mut bad: Vec<CheckpointError> = Vec::new();
     for slot in SLOTS {
         match parse_slot(&dir.join(slot)) {
             Ok(Some(cp)) => good.push(cp),
@@ -475,7 +378,7 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         None if bad.is_empty() => Ok(None),
         None => Err(CheckpointError::Unreadable {
             dir: dir.to_path_buf(),
-            details: bad.join("; "),
+            details: bad.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
         }),
     }
 }
@@ -598,17 +501,24 @@ impl Store {
     /// of the two slots, so the previous commit survives a torn write.
     pub fn commit(&mut self, cp: &mut Checkpoint) -> Result<(), CheckpointError> {
         self.check_still_held()?;
-        self.seq += 1;
+        // Past MAX_NUMBER `check_numbers` refuses the commit: the sequence never wraps.
+        let seq = self.seq.saturating_add(1);
+        let slot = self.dir.join(SLOTS[(seq % 2) as usize]);
         cp.version = VERSION;
-        cp.seq = self.seq;
+        cp.seq = seq;
         cp.committed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // Never write what `load` would refuse.
+        cp.check_numbers().map_err(|problem| CheckpointError::Slot {
+            slot: slot.clone(),
+            problem,
+        })?;
+        self.seq = seq;
         cp.checksum = String::new();
         cp.checksum = cp.compute_checksum();
         let bytes = serde_json::to_vec_pretty(cp).map_err(|e| CheckpointError::Io {
             dir: self.dir.clone(),
             source: std::io::Error::other(e),
         })?;
-        let slot = self.dir.join(SLOTS[(self.seq % 2) as usize]);
         let io = |source| CheckpointError::Io {
             dir: self.dir.clone(),
             source,
@@ -621,6 +531,19 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// The pid of a process holding the state directory's lock, if one does.
+pub fn lock_holder(dir: &Path) -> Option<String> {
+    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Some(pid.trim().to_string())
+        }
     }
 }
 
@@ -694,17 +617,239 @@ mod store_tests {
         std::fs::write(&p, "id\n1\n").expect("shrink");
         assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
     }
-}
 
-/// The pid of a process holding the state directory's lock, if one does.
-pub fn lock_holder(dir: &Path) -> Option<String> {
-    let mut file = File::open(dir.join(LOCK_FILE)).ok()?;
-    match file.try_lock_shared() {
-        Ok(()) => None,
-        Err(_) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            Some(pid.trim().to_string())
+    /// One file with a watermark after row 10 and rows 20-29 acknowledged above it.
+    fn one_file(path: &Path) -> FileCheckpoint {
+        FileCheckpoint {
+            path: path.to_path_buf(),
+            fingerprint: Fingerprint {
+                size: 1000,
+                modified: None,
+                head_len: 1000,
+                head_sha256: String::new(),
+                tail_len: 1000,
+                tail_sha256: String::new(),
+            },
+            position: Some(Position::Offset { byte: 100, rows: 10 }),
+            done: false,
+            applied: 15,
+            rejected: 5,
+            acknowledged_above: vec![[20, 29]],
         }
+    }
+
+    fn with_file(f: FileCheckpoint) -> Checkpoint {
+        let mut cp = sample(0);
+        cp.files.push(f);
+        cp
+    }
+
+    /// Breaks the numbers of a good checkpoint one way each; returns the field it should be
+    /// refused for.
+    #[allow(clippy::type_complexity)]
+    fn absurd() -> Vec<(&'static str, Box<dyn Fn(&mut Checkpoint)>)> {
+        fn f0(cp: &mut Checkpoint) -> &mut FileCheckpoint {
+            &mut cp.files[0]
+        }
+        vec![
+            (
+                "files[0].acknowledged_above",
+                Box::new(move |cp| f0(cp).acknowledged_above = vec![[25, 21]]),
+            ),
+            (
+                "files[0].acknowledged_above",
+                Box::new(move |cp| f0(cp).acknowledged_above = vec![[20, 29], [25, 40]]),
+            ),
+            (
+                "files[0].acknowledged_above",
+                Box::new(move |cp| f0(cp).acknowledged_above = vec![[5, 12]]),
+            ),
+            (
+                "files[0].acknowledged_above",
+                Box::new(move |cp| f0(cp).acknowledged_above = vec![[20, u64::MAX]]),
+            ),
+            (
+                "files[0].position.rows",
+                Box::new(move |cp| f0(cp).position = Some(Position::Offset { byte: 100, rows: 101 })),
+            ),
+            (
+                "files[0].position.byte",
+                Box::new(move |cp| {
+                    f0(cp).position = Some(Position::Offset {
+                        byte: u64::MAX,
+                        rows: u64::MAX,
+                    })
+                }),
+            ),
+            (
+                "files[0].position.row",
+                Box::new(move |cp| {
+                    f0(cp).position = Some(Position::RowGroup {
+                        row_group: 1,
+                        row: 11,
+                        rows: 10,
+                    })
+                }),
+            ),
+            ("files[0].applied", Box::new(move |cp| f0(cp).applied = u64::MAX)),
+            (
+                "files[0].rejected",
+                Box::new(move |cp| f0(cp).rejected = MAX_NUMBER - 3),
+            ),
+            (
+                "files[0].fingerprint.tail_len",
+                Box::new(move |cp| f0(cp).fingerprint.tail_len = u64::MAX),
+            ),
+            (
+                "files[0].fingerprint.head_len",
+                Box::new(move |cp| f0(cp).fingerprint.head_len = 1001),
+            ),
+            ("dead_letter_len", Box::new(|cp| cp.dead_letter_len = u64::MAX)),
+            ("seq", Box::new(|cp| cp.seq = u64::MAX)),
+            (
+                "files[1].applied",
+                Box::new(|cp| {
+                    let mut other = cp.files[0].clone();
+                    other.path = "other.csv".into();
+                    cp.files[0].applied = MAX_NUMBER - 20;
+                    other.applied = 100;
+                    cp.files.push(other);
+                }),
+            ),
+            (
+                "files[1].position.rows",
+                Box::new(|cp| {
+                    let mut other = cp.files[0].clone();
+                    other.path = "other.csv".into();
+                    other.position = Some(Position::Offset {
+                        byte: MAX_NUMBER,
+                        rows: MAX_NUMBER - 10,
+                    });
+                    other.acknowledged_above = vec![];
+                    cp.files.push(other);
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn numbers_that_do_not_add_up_are_refused_naming_the_field() {
+        let good = with_file(one_file(Path::new("a.csv")));
+        good.check_numbers().expect("a consistent checkpoint passes");
+        // Edges that are fine: nothing acknowledged yet, ranges right above the watermark,
+        // adjacent ranges, a Parquet position at the start of a group.
+        let mut edge = good.clone();
+        edge.files[0].position = None;
+        edge.files[0].acknowledged_above = vec![[1, 3], [4, 4], [9, 9]];
+        edge.check_numbers().expect("edges");
+        edge.files[0].position = Some(Position::RowGroup {
+            row_group: 2,
+            row: 0,
+            rows: 0,
+        });
+        edge.check_numbers().expect("empty row groups before");
+        for (field, break_it) in absurd() {
+            let mut cp = good.clone();
+            break_it(&mut cp);
+            match cp.check_numbers() {
+                Err(SlotProblem::Inconsistent { field: got, why }) => {
+                    assert_eq!(got, field, "{why}")
+                }
+                other => panic!("{field}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_slot_with_a_valid_checksum_but_absurd_numbers_falls_back_or_is_refused() {
+        for (field, break_it) in absurd() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let good = with_file(one_file(&dir.path().join("a.csv")));
+            {
+                let (mut store, _) = Store::open(dir.path()).expect("open");
+                store.commit(&mut good.clone()).expect("commit 1 (slot b)");
+            }
+            // The newer slot: absurd numbers under a checksum that matches them.
+            let mut bad = good.clone();
+            bad.seq = 2;
+            break_it(&mut bad);
+            bad.checksum = bad.compute_checksum();
+            let bytes = serde_json::to_vec_pretty(&bad).expect("json");
+            std::fs::write(dir.path().join(SLOTS[0]), &bytes).expect("write slot a");
+            let cp = load(dir.path()).expect("falls back").expect("some");
+            assert_eq!(cp.seq, 1, "{field}: the older, consistent slot is used");
+            // Both slots absurd: refused, naming the slot and the field.
+            std::fs::write(dir.path().join(SLOTS[1]), &bytes).expect("write slot b");
+            let err = load(dir.path()).expect_err("both absurd");
+            let text = err.to_string();
+            assert!(matches!(err, CheckpointError::Unreadable { .. }), "{text}");
+            assert!(text.contains("Refusing to start from zero"), "{text}");
+            assert!(text.contains(SLOTS[0]) && text.contains(SLOTS[1]), "{text}");
+            assert!(text.contains(&format!("`{field}`")), "{field}: {text}");
+            // The store refuses to open on it too, rather than starting from zero.
+            assert!(Store::open(dir.path()).is_err(), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_slot_error_names_the_slot_and_its_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let slot = dir.path().join(SLOTS[0]);
+        let mut cp = with_file(one_file(Path::new("a.csv")));
+        cp.files[0].acknowledged_above = vec![[30, 39], [35, 36]];
+        cp.checksum = cp.compute_checksum();
+        std::fs::write(&slot, serde_json::to_vec(&cp).expect("json")).expect("write");
+        match parse_slot(&slot) {
+            Err(CheckpointError::Slot {
+                slot: s,
+                problem: SlotProblem::Inconsistent { field, why },
+            }) => {
+                assert_eq!((s, field.as_str()), (slot.clone(), "files[0].acknowledged_above"));
+                assert!(why.contains("range 1 (35-36) overlaps"), "{why}");
+            }
+            other => panic!("expected an inconsistency, got {other:?}"),
+        }
+        std::fs::write(&slot, b"{}").expect("write");
+        assert!(matches!(
+            parse_slot(&slot),
+            Err(CheckpointError::Slot {
+                problem: SlotProblem::NotACheckpoint(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn commit_never_writes_what_load_would_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = Store::open(dir.path()).expect("open");
+        let mut cp = with_file(one_file(&dir.path().join("a.csv")));
+        cp.files[0].acknowledged_above = vec![[3, 4]];
+        let err = store.commit(&mut cp).expect_err("below the watermark");
+        assert!(err.to_string().contains("files[0].acknowledged_above"), "{err}");
+        assert!(load(dir.path()).expect("load").is_none(), "nothing was written");
+        // The refused commit did not use up a sequence number.
+        store.commit(&mut sample(0)).expect("commit");
+        assert_eq!(load(dir.path()).expect("load").expect("some").seq, 1);
+        // A store at the end of its sequence numbers refuses instead of wrapping.
+        store.seq = MAX_NUMBER;
+        assert!(store.commit(&mut sample(0)).is_err());
+        store.seq = u64::MAX;
+        assert!(store.commit(&mut sample(0)).is_err());
+        assert_eq!(load(dir.path()).expect("load").expect("some").seq, 1);
+    }
+
+    #[test]
+    fn a_fingerprint_with_impossible_lengths_is_a_change_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a.csv");
+        std::fs::write(&p, "id\n1\n").expect("write");
+        let mut fp = Fingerprint::of(&p).expect("fp");
+        fp.tail_len = fp.size + 1;
+        assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
+        let mut fp = Fingerprint::of(&p).expect("fp");
+        fp.head_len = u64::MAX;
+        fp.size = 1;
+        assert!(matches!(standing(&p, &fp, true).expect("s"), Standing::Changed(_)));
     }
 }

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::RunError;
 use super::plan::FilePlan;
 use super::read::Item;
+use crate::ack::Tracker;
 use crate::batch::{Batch, Batcher};
-use crate::checkpoint::{Checkpoint, FileCheckpoint, Store, Tracker};
+use crate::checkpoint::{Checkpoint, FileCheckpoint, Store};
 use crate::client::{BatchResult, SendError, Sender};
 use crate::config::Config;
 use crate::deadletter::{DeadLetter, Entry};
@@ -248,7 +249,7 @@ impl<S: SendBatches> Coordinator<S> {
                 done: progress.done(),
                 applied: progress.applied,
                 rejected: progress.rejected,
-                acknowledged_above: crate::checkpoint::merge_ranges(
+                acknowledged_above: crate::ack::merge_ranges(
                     &progress.acknowledged_above(),
                     &file.done_rows,
                     progress.watermark.map_or(0, |p| p.rows()),
@@ -319,7 +320,7 @@ impl<S: SendBatches> Coordinator<S> {
         // Written at once; the checkpoint records the length that goes with its acknowledgements,
         // and a resume cuts the file back to it, so each rejected row appears exactly once.
         self.dead.append(&entry).map_err(|e| self.state_error(e))?;
-        self.tracker.rejected(origin);
+        self.tracker.rejected(origin)?;
         // The limit counts the whole backfill, earlier runs of it included.
         let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1 + self.rejected_before;
         match self.max_rejected {
@@ -336,7 +337,7 @@ impl<S: SendBatches> Coordinator<S> {
         self.stats.add_applied(op, result.applied.len() as u64);
         self.acked_since_commit += (result.applied.len() + result.rejected.len()) as u64;
         for rec in &result.applied {
-            self.tracker.applied(&rec.origin);
+            self.tracker.applied(&rec.origin)?;
         }
         self.batcher.acknowledge(
             result

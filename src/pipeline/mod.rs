@@ -64,6 +64,10 @@ pub enum RunError {
     Checkpoint(#[from] CheckpointError),
     #[error("stopped by a signal; progress is checkpointed, run the same command again to continue")]
     Interrupted,
+    #[error(
+        "internal accounting error: {0}; the checkpoint keeps unacknowledged rows ahead of its position. Please report this"
+    )]
+    Accounting(#[from] crate::ack::AckError),
 }
 
 impl From<ReadError> for RunError {

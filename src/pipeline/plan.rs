@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, RowRange, Standing};
+use crate::ack::RowRange;
+use crate::checkpoint::{Checkpoint, CheckpointError, FileCheckpoint, Fingerprint, Standing};
 use crate::config::{Config, OnChange};
 use crate::schema::SourceMapping;
 use crate::source::{self, Format, Position, ReadError, ReadOptions};
@@ -72,7 +73,7 @@ impl FilePlan {
 
     /// Rows the checkpoint already counts as done.
     pub fn resumed_rows(&self) -> u64 {
-        self.start.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&self.done_rows)
+        self.start.map_or(0, |p| p.rows()) + crate::ack::ranges_len(&self.done_rows)
     }
 }
 

@@ -69,7 +69,7 @@ pub(super) fn read_all(
         let mapping = &mappings[file.source.mapping];
         let mut last_bytes = 0;
         while let Some(next) = reader.next_row() {
-            let already = |row: u64| crate::checkpoint::in_ranges(&file.done_rows, row);
+            let already = |row: u64| crate::ack::in_ranges(&file.done_rows, row);
             let item = match next {
                 Ok(raw) => {
                     let origin = Origin {

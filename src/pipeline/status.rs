@@ -124,7 +124,7 @@ fn file_status(path: PathBuf, size: u64, e: &FileCheckpoint, standing: String, p
     FileStatus {
         path,
         size,
-        rows_done: e.position.map_or(0, |p| p.rows()) + crate::checkpoint::ranges_len(&e.acknowledged_above),
+        rows_done: e.position.map_or(0, |p| p.rows()) + crate::ack::ranges_len(&e.acknowledged_above),
         applied: e.applied,
         rejected: e.rejected,
         done: e.done,

@@ -39,7 +39,7 @@ fn committed_dead_letters_not_done(dir: &std::path::Path) -> Vec<String> {
         let done = cp.files.iter().any(|f| {
             f.path.file_name().is_some_and(|n| n.to_string_lossy() == name)
                 && (f.position.is_some_and(|p| row <= p.rows())
-                    || vikingsync::checkpoint::in_ranges(&f.acknowledged_above, row))
+                    || vikingsync::ack::in_ranges(&f.acknowledged_above, row))
         });
         if !done {
             bad.push(format!("{name} row {row} (checkpoint seq {})", cp.seq));

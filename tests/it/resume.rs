@@ -292,7 +292,7 @@ async fn inherited_acknowledgements_survive_a_commit_before_they_are_reached() {
         "the stopped run should not have reached row 100 (at {reached})"
     );
     assert!(
-        vikingsync::checkpoint::in_ranges(&f.acknowledged_above, 150),
+        vikingsync::ack::in_ranges(&f.acknowledged_above, 150),
         "inherited acknowledgements were dropped: {:?}",
         f.acknowledged_above
     );

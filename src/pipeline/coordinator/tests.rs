@@ -443,7 +443,7 @@ async fn a_fatal_error_stops_the_run_and_commits_what_was_acknowledged() {
     // above it, so a resume skips them; the failed rows and the rest are unfinished.
     assert_eq!(f.position, Some(end(15)));
     assert!(!f.done);
-    let above = crate::checkpoint::ranges_len(&f.acknowledged_above);
+    let above = crate::ack::ranges_len(&f.acknowledged_above);
     assert!(above >= 5, "{:?}", f.acknowledged_above);
     assert!(f.acknowledged_above.iter().all(|r| r[0] > 20));
     assert_eq!(f.applied, 15 + above);
