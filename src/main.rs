@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 
+mod demo;
+
 use vikingsync::config::Config;
 use vikingsync::pipeline::{self, RunOptions};
 
@@ -71,7 +73,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    Emulator(vikingsync::emulator::EmulatorArgs),
+    Emulator(vikingdb_emulator::EmulatorArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -106,7 +108,7 @@ fn main() -> ExitCode {
             } => run(config, no_progress, start_over).await,
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
-            Command::Emulator(args) => match vikingsync::emulator::run_cli(args).await {
+            Command::Emulator(args) => match vikingdb_emulator::run_cli(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -126,7 +128,18 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool) -> ExitCode {
         }
     };
     let progress = !no_progress && std::io::stderr().is_terminal();
-    let report = pipeline::run(config, RunOptions { progress, start_over }).await;
+    let local = match demo::start(&config).await {
+        Ok(local) => local,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let endpoint = local.as_ref().map(|l| l.endpoint.clone());
+    let report = pipeline::run(config, RunOptions { progress, start_over, endpoint }).await;
+    if let Some(local) = local {
+        local.emulator.shutdown().await;
+    }
     let s = &report.summary;
     tracing::info!(
         rows_read = s.rows_read,
@@ -174,6 +187,10 @@ fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = demo::faults(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     match pipeline::validate(&config, sample) {
         Err(e) => {
             eprintln!("error: {e}");

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::api::{self, Locator, ServerError, Verdict};
-use super::sign;
+use vikingdb_types::sign;
 use crate::batch::Batch;
 use crate::config::{ApiVersion, Credentials, RetryConfig};
 use crate::limit::RowLimiter;
