@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::record::Op;
-use vikingdb_types::FieldType;
 use crate::source::Format;
+use vikingdb_types::FieldType;
 
 /// A configuration problem, with what to fix.
 #[derive(Debug, thiserror::Error)]

@@ -122,8 +122,10 @@ op = "upsert"
 
     #[test]
     fn faults_are_parsed_and_range_checked_naming_the_key() {
-        let ok = parse(&format!("{EMULATED}\n[emulator_faults]\nerror_before = 0.5\nslow_ms = 3600000\n"))
-            .expect("parses");
+        let ok = parse(&format!(
+            "{EMULATED}\n[emulator_faults]\nerror_before = 0.5\nslow_ms = 3600000\n"
+        ))
+        .expect("parses");
         let f = faults(&ok).expect("valid").expect("present");
         assert_eq!((f.error_before, f.slow_ms), (0.5, 3_600_000));
         assert_eq!(faults(&parse(EMULATED).expect("parses")), Ok(None));
@@ -137,7 +139,10 @@ op = "upsert"
         ] {
             let text = format!("{EMULATED}\n[emulator_faults]\n{key} = {bad}\n");
             let err = parse(&text).and_then(|c| faults(&c).map(|_| ())).expect_err(key);
-            assert!(err.contains("[emulator_faults]") && err.contains(key), "{key} = {bad}: {err}");
+            assert!(
+                err.contains("[emulator_faults]") && err.contains(key),
+                "{key} = {bad}: {err}"
+            );
         }
     }
 }

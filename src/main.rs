@@ -136,7 +136,15 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool) -> ExitCode {
         }
     };
     let endpoint = local.as_ref().map(|l| l.endpoint.clone());
-    let report = pipeline::run(config, RunOptions { progress, start_over, endpoint }).await;
+    let report = pipeline::run(
+        config,
+        RunOptions {
+            progress,
+            start_over,
+            endpoint,
+        },
+    )
+    .await;
     if let Some(local) = local {
         local.emulator.shutdown().await;
     }

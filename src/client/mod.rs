@@ -5,6 +5,5 @@
 pub mod api;
 pub mod send;
 
-
 pub use api::{Locator, ServerError};
 pub use send::{BatchResult, SendError, Sender, Target};

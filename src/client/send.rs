@@ -16,12 +16,12 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::api::{self, Locator, ServerError, Verdict};
-use vikingdb_types::sign;
 use crate::batch::Batch;
 use crate::config::{ApiVersion, Credentials, RetryConfig};
 use crate::limit::RowLimiter;
 use crate::record::{Op, Record};
 use crate::report::Stats;
+use vikingdb_types::sign;
 
 /// Why a batch could not be finished. The run stops.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -577,7 +577,11 @@ fn keys_param(api: Api, body: &Map<String, Value>, shared: &Shared, op: Action) 
     let what = key_param_name(api);
     let ids = match (api, body.get(what)) {
         (_, None | Some(Value::Null)) => {
-            let alt = if op == Action::Write(Op::Delete) { " (or del_all)" } else { "" };
+            let alt = if op == Action::Write(Op::Delete) {
+                " (or del_all)"
+            } else {
+                ""
+            };
             return Err(Failure::Missing(format!("`{what}`{alt} is required")));
         }
         (_, Some(Value::Array(a))) => a.clone(),

@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use vikingdb_types::sign::{SigningInput, authorization, sha256_hex};
 use vikingdb_types::FieldType as T;
+use vikingdb_types::sign::{SigningInput, authorization, sha256_hex};
 
 const AK: &str = "AKTEST";
 const SK: &str = "SKTEST";

@@ -20,7 +20,6 @@ pub mod sign;
 /// Rows (or ids) one write request may carry: VikingDB refuses more than 100.
 pub const MAX_ROWS_PER_REQUEST: usize = 100;
 
-
 /// A VikingDB field type, as named in the config and the API docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldType {

@@ -48,7 +48,13 @@ pub fn canonical_query(query: &[(String, String)]) -> String {
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY_SET), utf8_percent_encode(v, QUERY_SET)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, QUERY_SET),
+                utf8_percent_encode(v, QUERY_SET)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -111,7 +117,9 @@ pub fn sdk_spelling(lower: &str) -> Option<String> {
 /// A received (percent-encoded) path decoded for [`canonical_uri`]: `%XX` escapes decoded,
 /// invalid escapes kept literally, `+` kept (it is not a space in a path).
 pub fn decode_path(path: &str) -> String {
-    percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// A received query string (`a=1&b=x+y`) as decoded pairs, in order, the way the SDK sends it
@@ -350,7 +358,10 @@ mod tests {
     fn canonical_uri_and_query_quote_like_python() {
         assert_eq!(canonical_uri(""), "/");
         assert_eq!(canonical_uri("/a b/c+d/é~"), "/a%20b/c%2Bd/%C3%A9~");
-        let q = [("b".to_string(), "x y/é".to_string()), ("a".to_string(), "-_.~!".to_string())];
+        let q = [
+            ("b".to_string(), "x y/é".to_string()),
+            ("a".to_string(), "-_.~!".to_string()),
+        ];
         assert_eq!(canonical_query(&q), "a=-_.~%21&b=x%20y%2F%C3%A9");
     }
 
