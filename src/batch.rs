@@ -44,7 +44,7 @@ pub struct Batcher {
 impl Batcher {
     pub fn new(max_rows: usize, vectorize: bool) -> Batcher {
         Batcher {
-            max_rows: max_rows.clamp(1, 100),
+            max_rows: max_rows.clamp(1, vikingdb_types::MAX_ROWS_PER_REQUEST),
             vectorize,
             open: Vec::new(),
             ready: VecDeque::new(),

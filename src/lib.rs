@@ -1,10 +1,13 @@
 //! vikingsync: keeps Volcengine VikingDB collections in step with data files.
 //!
 //! Data flows one way: `source` (readers) → `schema`/`record` (typed rows) → `batch` → `limit` →
-//! `client` (signing, API shapes, sending, retry) → `ack` (which rows are done, in memory) →
-//! `checkpoint` (the durable, locked state directory) / `deadletter`. `pipeline` wires the stages;
-//! `report` counts and shows; `emulator` is a self-contained VikingDB data plane for tests and the
-//! demo.
+//! `client` (API shapes, typed wire errors, sending, retry) → `ack` (which rows are done, in
+//! memory) → `checkpoint` (the durable, locked state directory) / `deadletter`; acknowledgements
+//! flow back from `client` through `pipeline` to `batch` (per-key order) and `ack`. `pipeline`
+//! wires the stages; `report` counts and shows. The vocabulary shared with the emulator (field
+//! types, ops, primary keys, API versions, the request limit, SignerV4) lives in `vikingdb-types`;
+//! the library never imports `vikingdb-emulator` (only the binary does, for the demo). See
+//! docs/architecture.md.
 #![forbid(unsafe_code)]
 
 pub mod ack;
@@ -13,7 +16,6 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod deadletter;
-pub mod emulator;
 pub mod limit;
 pub mod pipeline;
 pub mod record;

@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
 use tokio_util::sync::CancellationToken;
 
+mod demo;
+
 use vikingsync::config::Config;
 use vikingsync::pipeline::{self, RunOptions};
 
@@ -74,7 +76,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    Emulator(vikingsync::emulator::EmulatorArgs),
+    Emulator(vikingdb_emulator::EmulatorArgs),
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -113,7 +115,7 @@ fn main() -> ExitCode {
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
             Command::Emulator(args) => {
-                match vikingsync::emulator::run_cli(args, cancel_on_signal().cancelled_owned()).await {
+                match vikingdb_emulator::run_cli(args, cancel_on_signal().cancelled_owned()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("error: {e:#}");
@@ -167,15 +169,27 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: Cance
         }
     };
     let progress = !no_progress && std::io::stderr().is_terminal();
+    let local = match demo::start(&config).await {
+        Ok(local) => local,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let endpoint = local.as_ref().map(|l| l.endpoint.clone());
     let report = pipeline::run(
         config,
         RunOptions {
             progress,
             start_over,
             shutdown,
+            endpoint,
         },
     )
     .await;
+    if let Some(local) = local {
+        local.emulator.shutdown().await;
+    }
     let s = &report.summary;
     tracing::info!(
         rows_read = s.rows_read,
@@ -223,6 +237,10 @@ fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = demo::faults(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     match pipeline::validate(&config, sample) {
         Err(e) => {
             eprintln!("error: {e}");

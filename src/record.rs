@@ -1,83 +1,14 @@
 //! Typed rows: the values a row carries once it has been coerced to the collection's schema.
 //!
-//! Owns: `PrimaryKey`, `Op`, `Value` (with its exact JSON form: f32 stays f32, i64 never passes
-//! through f64), and `Record`, the unit that flows from the schema stage to the batcher.
+//! Owns: `Value` (with its exact JSON form: f32 stays f32, i64 never passes through f64) and
+//! `Record`, the unit that flows from the schema stage to the batcher. `PrimaryKey` and `Op` are
+//! re-exported from `vikingdb-types`, which the emulator shares.
 //! Never: parses source formats (that is `source`) or decides what is valid (that is `schema`).
-
-use std::fmt;
-use std::sync::Arc;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
-/// What a row asks the collection to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Op {
-    Update,
-    Upsert,
-    Delete,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Update => "update",
-            Op::Upsert => "upsert",
-            Op::Delete => "delete",
-        }
-    }
-
-    /// Parses an op name as written in an `op_column` cell (case-insensitive, trimmed).
-    pub fn parse(s: &str) -> Option<Op> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "update" => Some(Op::Update),
-            "upsert" | "insert" => Some(Op::Upsert),
-            "delete" | "del" => Some(Op::Delete),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A primary key value. VikingDB keys are int64 or string, never 0 and never empty.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PrimaryKey {
-    Int(i64),
-    Str(Arc<str>),
-}
-
-impl PrimaryKey {
-    pub fn to_json(&self) -> serde_json::Value {
-        match self {
-            PrimaryKey::Int(i) => serde_json::Value::from(*i),
-            PrimaryKey::Str(s) => serde_json::Value::from(s.as_ref()),
-        }
-    }
-}
-
-impl Serialize for PrimaryKey {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            PrimaryKey::Int(i) => s.serialize_i64(*i),
-            PrimaryKey::Str(v) => s.serialize_str(v),
-        }
-    }
-}
-
-impl fmt::Display for PrimaryKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PrimaryKey::Int(i) => write!(f, "{i}"),
-            PrimaryKey::Str(s) => f.write_str(s),
-        }
-    }
-}
+pub use vikingdb_types::{Op, PrimaryKey};
 
 /// A field value in the exact form it is written to VikingDB.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,103 +1,13 @@
 //! The collection's schema and the coercion of untyped source rows into typed `Record`s.
 //!
-//! Owns: `FieldType` and its names, the rules that turn a `source::Cell` into a `record::Value`,
+//! Owns: the rules that turn a `source::Cell` into a `record::Value`,
 //! and the per-row checks made before anything is sent (primary key present and non-zero, fields
 //! known, values of their type, vector dimension).
 //! Never: reads files, talks to the network, or drops a row: a row that fails is returned as a
-//! `RowRejection` for the dead-letter file.
+//! `RowRejection` for the dead-letter file. `FieldType` and its names are re-exported from
+//! `vikingdb-types` (shared with the emulator).
 
-use std::fmt;
-use std::str::FromStr;
-
-/// A VikingDB field type, as named in the config and the API docs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FieldType {
-    Int64,
-    Float32,
-    String,
-    Bool,
-    ListString,
-    ListInt64,
-    Vector,
-    SparseVector,
-    Text,
-    DateTime,
-    GeoPoint,
-    Image,
-}
-
-impl FieldType {
-    pub const ALL: [FieldType; 12] = [
-        FieldType::Int64,
-        FieldType::Float32,
-        FieldType::String,
-        FieldType::Bool,
-        FieldType::ListString,
-        FieldType::ListInt64,
-        FieldType::Vector,
-        FieldType::SparseVector,
-        FieldType::Text,
-        FieldType::DateTime,
-        FieldType::GeoPoint,
-        FieldType::Image,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FieldType::Int64 => "int64",
-            FieldType::Float32 => "float32",
-            FieldType::String => "string",
-            FieldType::Bool => "bool",
-            FieldType::ListString => "list<string>",
-            FieldType::ListInt64 => "list<int64>",
-            FieldType::Vector => "vector",
-            FieldType::SparseVector => "sparse_vector",
-            FieldType::Text => "text",
-            FieldType::DateTime => "date_time",
-            FieldType::GeoPoint => "geo_point",
-            FieldType::Image => "image",
-        }
-    }
-
-    /// Types a primary key may have.
-    pub fn can_be_primary_key(self) -> bool {
-        matches!(self, FieldType::Int64 | FieldType::String)
-    }
-}
-
-impl fmt::Display for FieldType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FieldType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let norm: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        FieldType::ALL.into_iter().find(|t| t.as_str() == norm).ok_or_else(|| {
-            let names: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
-            format!("unknown field type `{s}`; expected one of {}", names.join(", "))
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for FieldType {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl serde::Serialize for FieldType {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
+pub use vikingdb_types::FieldType;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -1,12 +1,11 @@
 //! The VikingDB client, layered like a sink: `api` shapes requests and parses envelopes, `retry`
-//! types each failure ([`WireError`]) and decides what to do about it, `sign` signs, and `send`
-//! sends with retry and isolates refused rows.
+//! types each failure ([`WireError`]) and decides what to do about it, `send` signs (with
+//! `vikingdb_types::sign`) and sends with retry, and isolates refused rows.
 //!
 //! Owns: everything that touches the wire. Never: reads sources or writes state files.
 pub mod api;
 pub mod retry;
 pub mod send;
-pub mod sign;
 
 pub use api::{Locator, ServerError};
 pub use retry::{Action, WireError};

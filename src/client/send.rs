@@ -17,12 +17,12 @@ use rand::Rng;
 
 use super::api::{self, Locator, ServerError};
 use super::retry::{self, Action, WireError};
-use super::sign;
 use crate::batch::Batch;
 use crate::config::{ApiVersion, Credentials, RetryConfig};
 use crate::limit::RowLimiter;
 use crate::record::{Op, Record};
 use crate::report::Stats;
+use vikingdb_types::sign;
 
 /// Why a batch could not be finished. The run stops.
 #[derive(Debug, thiserror::Error)]

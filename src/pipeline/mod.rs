@@ -25,9 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, Store};
 use crate::client::{Locator, SendError, Sender, Target};
-use crate::config::{Config, ConfigError, Credentials, Secret};
+use crate::config::{Config, ConfigError, Credentials};
 use crate::deadletter::DeadLetter;
-use crate::emulator;
 use crate::limit::RowLimiter;
 use crate::report::{Progress, Stats, Summary};
 use crate::schema::Schema;
@@ -105,60 +104,17 @@ pub struct RunOptions {
     pub shutdown: CancellationToken,
     /// Set the previous checkpoint and dead-letter file aside and start from the beginning.
     pub start_over: bool,
+    /// The data plane to talk to; `None` = `[target] endpoint` with the credentials found by
+    /// `Credentials::load`. Required for `target.emulator = true` (the caller starts it).
+    pub endpoint: Option<Endpoint>,
 }
 
-/// A started emulator and the credentials that reach it (for `target.emulator = true`).
-struct LocalEmulator {
-    handle: emulator::Emulator,
-    credentials: Credentials,
-}
-
-async fn start_local_emulator(config: &Config) -> Result<LocalEmulator, RunError> {
-    let c = &config.collection;
-    let name = c
-        .name
-        .clone()
-        .or_else(|| c.resource_id.clone())
-        .or_else(|| c.alias.clone())
-        .unwrap_or_default();
-    let secret: String = {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        (0..32).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
-    };
-    let spec = emulator::CollectionSpec {
-        name: name.clone(),
-        primary_key: c.primary_key.clone(),
-        fields: c.fields.clone(),
-        dim: c.dim,
-        vectorize: c.vectorize,
-        quota_rows_per_second: config.rate.rows_per_second,
-        resource_id: c.resource_id.clone(),
-        alias: c.alias.clone(),
-    };
-    let emu_config = emulator::EmulatorConfig {
-        collections: vec![spec],
-        keys: vec![emulator::AccessKey {
-            access_key: "AKLOCALEMULATOR".into(),
-            secret_key: secret.clone(),
-            session_token: None,
-        }],
-        faults: config.emulator_faults.clone().unwrap_or_default(),
-        ..emulator::EmulatorConfig::default()
-    };
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let handle = emulator::start(emu_config, listen)
-        .await
-        .map_err(|e| RunError::Emulator(e.to_string()))?;
-    tracing::info!(endpoint = %handle.endpoint(), collection = %name, "started the in-process emulator");
-    Ok(LocalEmulator {
-        handle,
-        credentials: Credentials::Signed {
-            access_key: "AKLOCALEMULATOR".into(),
-            secret_key: Secret::new(secret),
-            session_token: None,
-        },
-    })
+/// A VikingDB data plane and the credentials that reach it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `scheme://host[:port]`.
+    pub url: String,
+    pub credentials: Credentials,
 }
 
 fn locator(config: &Config) -> Locator {
@@ -176,11 +132,7 @@ pub async fn run(config: Config, options: RunOptions) -> RunReport {
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
     let dead_letter_path = config.state.dir.join(crate::deadletter::FILE_NAME);
-    let mut emulator = None;
-    let result = run_inner(&config, &options, &stats, &mut emulator).await;
-    if let Some(e) = emulator {
-        e.handle.shutdown().await;
-    }
+    let result = run_inner(&config, &options, &stats).await;
     let summary = stats.snapshot(started.elapsed());
     let (unfinished, error) = match result {
         Ok(unfinished) => (unfinished, None),
@@ -200,7 +152,6 @@ async fn run_inner(
     config: &Config,
     options: &RunOptions,
     stats: &Arc<Stats>,
-    emulator_slot: &mut Option<LocalEmulator>,
 ) -> Result<Unfinished, (Unfinished, RunError)> {
     let early = |e: RunError| (0, e);
     let (store, previous) = if options.start_over {
@@ -231,11 +182,11 @@ async fn run_inner(
             "resuming from the checkpoint"
         );
     }
-    let (endpoint, credentials) = if config.target.emulator {
-        let local = start_local_emulator(config).await.map_err(early)?;
-        let pair = (local.handle.endpoint(), local.credentials.clone());
-        *emulator_slot = Some(local);
-        pair
+    let (endpoint, credentials) = if let Some(e) = &options.endpoint {
+        (e.url.clone(), e.credentials.clone())
+    } else if config.target.emulator {
+        let why = "target.emulator = true needs the emulator's endpoint in RunOptions (the binary starts it)";
+        return Err(early(RunError::Emulator(why.into())));
     } else {
         let creds = Credentials::load(config).map_err(|e| early(e.into()))?;
         (config.target.endpoint.clone().unwrap_or_default(), creds)

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use crate::harness::*;
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 /// Sets `key = value` in `[table]` of a config: replaces the key's line, or adds it to the table
 /// (the table is created when missing).

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use crate::harness::*;
 use serde_json::{Map, Value};
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 type Records = BTreeMap<String, Map<String, Value>>;
 

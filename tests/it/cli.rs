@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use crate::harness::*;
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vectorize_collection_gets_one_row_per_write_and_batched_deletes() {

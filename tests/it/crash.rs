@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::harness::*;
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 const CONCURRENCY: usize = 4;
 const BATCH: usize = 100;

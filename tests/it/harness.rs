@@ -13,7 +13,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, ListBuilder, St
 use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Map, Value, json};
-use vikingsync::emulator::{self, AccessKey, CollectionSpec, Emulator, EmulatorConfig, FaultConfig};
+use vikingdb_emulator::{AccessKey, CollectionSpec, Emulator, EmulatorConfig, FaultConfig};
 
 pub const AK: &str = "AKTESTHARNESS";
 pub const SK: &str = "SKTESTHARNESSSECRET";
@@ -445,7 +445,7 @@ pub async fn start_emulator(specs: Vec<CollectionSpec>, faults: FaultConfig, see
         seed,
         ..EmulatorConfig::default()
     };
-    emulator::start(config, "127.0.0.1:0".parse().expect("addr"))
+    vikingdb_emulator::start(config, "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("emulator starts")
 }
@@ -506,6 +506,7 @@ pub fn spawn_binary(dir: &Path, args: &[&str]) -> tokio::process::Child {
         .current_dir(dir)
         .env("VIKINGDB_AK", AK)
         .env("VIKINGDB_SK", SK)
+        .env_remove("VIKINGDB_API_KEY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness::*;
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 /// One request as the hostile server read it.
 #[derive(Debug, Clone)]
@@ -217,7 +217,7 @@ fn upserts(dir: &Path, name: &str, n: usize, seed: u64) -> State {
     model(&[(name, &rows)]).0
 }
 
-fn assert_state(emu: &vikingsync::emulator::Emulator, expected: &State, shown: &str) {
+fn assert_state(emu: &vikingdb_emulator::Emulator, expected: &State, shown: &str) {
     let actual = emu.records("items").expect("collection");
     assert_eq!(actual.len(), expected.len(), "record count\n{shown}");
     for (k, v) in expected {

@@ -4,7 +4,7 @@
 //! to its interpreter. Without it the test fails under CI, and elsewhere says how to enable it.
 
 use crate::harness::{AK, SK, start_emulator};
-use vikingsync::emulator::{CollectionSpec, FaultConfig};
+use vikingdb_emulator::{CollectionSpec, FaultConfig};
 
 fn interop_spec(name: &str) -> CollectionSpec {
     let mut spec = crate::harness::spec(name, 0, false);

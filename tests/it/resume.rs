@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use crate::harness::*;
-use vikingsync::emulator::FaultConfig;
+use vikingdb_emulator::FaultConfig;
 
 fn rows(seed: u64, n: usize, prefix: &str) -> Vec<Row> {
     let mut rng = Lcg::new(seed);

@@ -1,5 +1,5 @@
 //! End-to-end tests of the emulator over real HTTP on 127.0.0.1:0, with a small SignerV4 client
-//! built on `crate::client::sign`.
+//! built on `vikingdb_types::sign`.
 //!
 //! Owns: the emulator's documented behaviour as executable checks.
 //! Never: talks to anything but a loopback emulator it started itself.
@@ -10,8 +10,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::client::sign::{SigningInput, authorization, sha256_hex};
-use crate::schema::FieldType as T;
+use vikingdb_types::FieldType as T;
+use vikingdb_types::sign::{SigningInput, authorization, sha256_hex};
 
 const AK: &str = "AKTEST";
 const SK: &str = "SKTEST";

@@ -1,5 +1,23 @@
 //! A local VikingDB data plane over HTTP, for integration tests (in-process, on an ephemeral
-//! loopback port) and for `vikingsync emulator`.
+//! loopback port), the demo (`target.emulator = true`) and `vikingsync emulator`. The full
+//! reference is the crate's README.md.
+//!
+//! # What it shares with vikingsync, and what it checks on its own
+//!
+//! Shared through `vikingdb-types` (one definition, used by both sides): the field type names and
+//! their parsing ([`FieldType`], so `list<string>` means the same in both configs), the write
+//! operations (`Op`), primary keys (`PrimaryKey`), the 100 rows/ids per request limit
+//! (`MAX_ROWS_PER_REQUEST`) and SignerV4 (`vikingdb_types::sign`: canonical request, hashing,
+//! signing key derivation; the emulator verifies by recomputing the signature with the very code
+//! vikingsync signs with, and the official SDK vectors pin that code).
+//!
+//! Re-implemented here on purpose, as an independent check of vikingsync's `schema` (a bug
+//! copied into both would otherwise pass every test): value validation per field type
+//! (`store::check_value`: integers, float32, lists, vector dimension, sparse vectors, unknown
+//! fields, primary key 0 / `""`), the `date_time` rule (`store::parse_date_time`: RFC 3339), the
+//! `geo_point` rule (`store::geo_point_ok`: `"lon,lat"` in range), the `image` URL rule (tos://,
+//! http:// or https://), the upsert defaults, and the request shapes and envelopes of `http`.
+//! It imports nothing of vikingsync.
 //!
 //! Owns: the emulator's public API (`start`, [`Emulator`], the config and stats types) and the
 //! wiring of its parts: `config` (the `--collections` TOML file), `auth` (SignerV4 / API-key
@@ -83,7 +101,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::schema::FieldType;
+pub use vikingdb_types::FieldType;
 
 pub use cli::{EmulatorArgs, run_cli};
 

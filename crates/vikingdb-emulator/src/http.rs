@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +21,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
-use super::auth::{Incoming, Verifier, parse_query};
+use vikingdb_types::Op;
+
+use super::auth::{Incoming, Verifier};
 use super::store::{Collection, Failure, Locator, Prepared, prepare_ids, prepare_rows};
 use super::{AccessKey, CollectionStats, EmulatorConfig, FaultConfig, Stats, UpdateMissing};
 
@@ -35,42 +37,38 @@ enum Api {
     V2,
 }
 
+/// What a data-plane route does: a write (the shared [`Op`]), a fetch or a ping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Upsert,
-    Update,
-    Delete,
+enum Action {
+    Write(Op),
     Fetch,
     Ping,
 }
 
-impl Op {
+impl Action {
     fn name(self) -> &'static str {
         match self {
-            Op::Upsert => "upsert",
-            Op::Update => "update",
-            Op::Delete => "delete",
-            Op::Fetch => "fetch",
-            Op::Ping => "ping",
+            Action::Write(op) => op.as_str(),
+            Action::Fetch => "fetch",
+            Action::Ping => "ping",
         }
     }
 }
 
-fn endpoint(path: &str) -> Option<(Api, Op)> {
-    Some(match path {
-        "/api/vikingdb/data/upsert" => (Api::V2, Op::Upsert),
-        "/api/vikingdb/data/update" => (Api::V2, Op::Update),
-        "/api/vikingdb/data/delete" => (Api::V2, Op::Delete),
-        "/api/vikingdb/data/fetch_in_collection" => (Api::V2, Op::Fetch),
-        "/api/vikingdb/Ping" => (Api::V2, Op::Ping),
-        "/api/collection/upsert_data" => (Api::V1, Op::Upsert),
-        "/api/collection/update_data" => (Api::V1, Op::Update),
-        "/api/collection/del_data" => (Api::V1, Op::Delete),
-        "/api/collection/fetch_data" => (Api::V1, Op::Fetch),
-        "/api/viking_db/data/ping" => (Api::V1, Op::Ping),
-        _ => return None,
-    })
-}
+/// The data plane's routes, written once: path, method (`true` = GET), API and action.
+const ROUTES: [(&str, bool, Api, Action); 10] = [
+    ("/api/vikingdb/data/upsert", false, Api::V2, Action::Write(Op::Upsert)),
+    ("/api/vikingdb/data/update", false, Api::V2, Action::Write(Op::Update)),
+    ("/api/vikingdb/data/delete", false, Api::V2, Action::Write(Op::Delete)),
+    ("/api/vikingdb/data/fetch_in_collection", false, Api::V2, Action::Fetch),
+    ("/api/vikingdb/Ping", true, Api::V2, Action::Ping),
+    ("/api/collection/upsert_data", false, Api::V1, Action::Write(Op::Upsert)),
+    ("/api/collection/update_data", false, Api::V1, Action::Write(Op::Update)),
+    ("/api/collection/del_data", false, Api::V1, Action::Write(Op::Delete)),
+    // V1 fetch is a GET with a JSON body.
+    ("/api/collection/fetch_data", true, Api::V1, Action::Fetch),
+    ("/api/viking_db/data/ping", true, Api::V1, Action::Ping),
+];
 
 /// How a request ended, for the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,17 +257,12 @@ impl Shared {
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/api/vikingdb/data/upsert", post(data_plane))
-        .route("/api/vikingdb/data/update", post(data_plane))
-        .route("/api/vikingdb/data/delete", post(data_plane))
-        .route("/api/vikingdb/data/fetch_in_collection", post(data_plane))
-        .route("/api/vikingdb/Ping", get(data_plane))
-        .route("/api/collection/upsert_data", post(data_plane))
-        .route("/api/collection/update_data", post(data_plane))
-        .route("/api/collection/del_data", post(data_plane))
-        .route("/api/collection/fetch_data", get(data_plane))
-        .route("/api/viking_db/data/ping", get(data_plane))
+    let mut router = Router::new();
+    for (path, is_get, api, action) in ROUTES {
+        let handler = move |state: State<Arc<Shared>>, req: Request| data_plane(state, req, api, action);
+        router = router.route(path, if is_get { get(handler) } else { post(handler) });
+    }
+    router
         .route("/admin/stats", get(admin_stats))
         .route("/admin/dump", get(admin_dump))
         .route("/admin/faults", get(admin_get_faults).put(admin_put_faults))
@@ -285,11 +278,8 @@ async fn fallback(req: Request) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
-async fn data_plane(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+async fn data_plane(State(shared): State<Arc<Shared>>, req: Request, api: Api, op: Action) -> Response {
     let (parts, body) = req.into_parts();
-    let Some((api, op)) = endpoint(parts.uri.path()) else {
-        return fallback(Request::from_parts(parts, Body::empty())).await;
-    };
     let request_id = parts
         .headers
         .get("x-tt-logid")
@@ -379,7 +369,7 @@ fn finish(shared: &Shared, outcome: Outcome) {
 }
 
 /// Authenticates, parses, validates and applies one data-plane request.
-async fn process(shared: &Shared, api: Api, op: Op, req: &Incoming<'_>, faults: &FaultConfig) -> (Reply, Outcome) {
+async fn process(shared: &Shared, api: Api, op: Action, req: &Incoming<'_>, faults: &FaultConfig) -> (Reply, Outcome) {
     match process_inner(shared, api, op, req, faults).await {
         Ok((reply, outcome)) => (reply, outcome),
         Err(f) => {
@@ -392,11 +382,11 @@ async fn process(shared: &Shared, api: Api, op: Op, req: &Incoming<'_>, faults: 
 async fn process_inner(
     shared: &Shared,
     api: Api,
-    op: Op,
+    op: Action,
     req: &Incoming<'_>,
     faults: &FaultConfig,
 ) -> Result<(Reply, Outcome), Failure> {
-    if !(api == Api::V2 && op == Op::Ping) {
+    if !(api == Api::V2 && op == Action::Ping) {
         let service = match api {
             Api::V1 => "air",
             Api::V2 => "vikingdb",
@@ -409,7 +399,7 @@ async fn process_inner(
                 super::auth::AuthError::Forbidden(m) => Failure::Forbidden(m),
             })?;
     }
-    if op == Op::Ping {
+    if op == Action::Ping {
         return Ok((Reply::Success(None), Outcome::Ok));
     }
     let body: Value =
@@ -428,14 +418,14 @@ async fn process_inner(
     shared.collection_stats(&label, |c| c.requests += 1);
 
     let prepared = match op {
-        Op::Fetch => {
+        Action::Fetch => {
             let ids = keys_param(api, &body, shared, op)?;
             let c = lock(cell);
             let what = key_param_name(api);
             let keys = prepare_ids(&c.spec, what, &ids)?;
             return Ok((Reply::Success(Some(fetch(api, &c, &keys, &ids))), Outcome::Ok));
         }
-        Op::Upsert | Op::Update => {
+        Action::Write(Op::Upsert) | Action::Write(Op::Update) => {
             let what = match api {
                 Api::V1 => "fields",
                 Api::V2 => "data",
@@ -453,14 +443,14 @@ async fn process_inner(
             let ignore_unknown = bool_param(&body, "ignore_unknown_fields")?;
             bool_param(&body, "async")?;
             let c = lock(cell);
-            let rows = prepare_rows(&c.spec, what, rows, op == Op::Upsert, ignore_unknown)?;
-            if op == Op::Upsert {
+            let rows = prepare_rows(&c.spec, what, rows, op == Action::Write(Op::Upsert), ignore_unknown)?;
+            if op == Action::Write(Op::Upsert) {
                 Prepared::Upsert { rows, ttl }
             } else {
                 Prepared::Update { rows, ttl: given_ttl }
             }
         }
-        Op::Delete => {
+        Action::Write(Op::Delete) => {
             if bool_param(&body, "del_all")? {
                 note_largest(shared, op, 1);
                 Prepared::DeleteAll
@@ -471,7 +461,7 @@ async fn process_inner(
                 Prepared::Delete(keys.into_iter().map(|(k, _)| k).collect())
             }
         }
-        Op::Ping => return Ok((Reply::Success(None), Outcome::Ok)),
+        Action::Ping => return Ok((Reply::Success(None), Outcome::Ok)),
     };
 
     let rows = prepared.quota_rows();
@@ -529,7 +519,7 @@ async fn process_inner(
         Fault::DropAfter => (Reply::Drop, Outcome::DropAfter),
         _ => {
             let result = match (api, op) {
-                (Api::V2, Op::Upsert | Op::Update) => Some(json!({"token_usage": {}})),
+                (Api::V2, Action::Write(Op::Upsert) | Action::Write(Op::Update)) => Some(json!({"token_usage": {}})),
                 _ => None,
             };
             (Reply::Success(result), Outcome::Ok)
@@ -537,16 +527,16 @@ async fn process_inner(
     })
 }
 
-fn note_largest(shared: &Shared, op: Op, rows: usize) {
+fn note_largest(shared: &Shared, op: Action, rows: usize) {
     let rows = rows as u64;
     shared.record_stats(|s| {
         let e = s.largest_request_rows.entry(op.name().to_string()).or_default();
         *e = (*e).max(rows);
         match op {
-            Op::Upsert | Op::Update => {
+            Action::Write(Op::Upsert) | Action::Write(Op::Update) => {
                 s.largest_write_request_rows = s.largest_write_request_rows.max(rows);
             }
-            Op::Delete => s.largest_delete_request_rows = s.largest_delete_request_rows.max(rows),
+            Action::Write(Op::Delete) => s.largest_delete_request_rows = s.largest_delete_request_rows.max(rows),
             _ => {}
         }
     });
@@ -583,11 +573,15 @@ fn key_param_name(api: Api) -> &'static str {
 }
 
 /// The key list of a delete or fetch (V1 also takes a single scalar key).
-fn keys_param(api: Api, body: &Map<String, Value>, shared: &Shared, op: Op) -> Result<Vec<Value>, Failure> {
+fn keys_param(api: Api, body: &Map<String, Value>, shared: &Shared, op: Action) -> Result<Vec<Value>, Failure> {
     let what = key_param_name(api);
     let ids = match (api, body.get(what)) {
         (_, None | Some(Value::Null)) => {
-            let alt = if op == Op::Delete { " (or del_all)" } else { "" };
+            let alt = if op == Action::Write(Op::Delete) {
+                " (or del_all)"
+            } else {
+                ""
+            };
             return Err(Failure::Missing(format!("`{what}`{alt} is required")));
         }
         (_, Some(Value::Array(a))) => a.clone(),
@@ -752,11 +746,16 @@ fn admin_error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
+/// The query of `/admin/dump`.
+#[derive(serde::Deserialize)]
+struct DumpQuery {
+    collection: Option<String>,
+}
+
 /// `?collection=NAME` dumps one collection's live records; without it, every collection's.
-async fn admin_dump(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let query = parse_query(req.uri().query().unwrap_or_default());
-    match query.iter().find(|(k, _)| k == "collection") {
-        Some((_, name)) => match shared.records(name) {
+async fn admin_dump(State(shared): State<Arc<Shared>>, Query(query): Query<DumpQuery>) -> Response {
+    match query.collection {
+        Some(name) => match shared.records(&name) {
             Some(records) => axum::Json(records).into_response(),
             None => admin_error(StatusCode::NOT_FOUND, format!("no collection `{name}`")),
         },

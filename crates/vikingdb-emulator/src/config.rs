@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::{AccessKey, CollectionSpec, EmulatorConfig, FaultConfig, UpdateMissing};
-use crate::schema::FieldType;
+use vikingdb_types::FieldType;
 
 /// The documented default row quota of a collection (rows/s, upsert+update+delete).
 const DEFAULT_QUOTA: u32 = 1500;

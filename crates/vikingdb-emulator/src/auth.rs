@@ -1,5 +1,5 @@
-//! Verification of incoming requests: SignerV4 (recomputed with `crate::client::sign`) and V2
-//! bearer API keys.
+//! Verification of incoming requests: SignerV4 (recomputed with `vikingdb_types::sign`, the very
+//! code vikingsync signs with) and V2 bearer API keys.
 //!
 //! Owns: deciding whether a request is authentic, and why not.
 //! Never: signs anything itself, logs or echoes a secret, a token, an API key or a signature, or
@@ -11,7 +11,9 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::AccessKey;
-use crate::client::sign::{SigningInput, parse_authorization, sha256_hex, signature, signatures_match};
+use vikingdb_types::sign::{
+    SigningInput, decode_path, parse_authorization, parse_query, sdk_spelling, sha256_hex, signature, signatures_match,
+};
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +143,7 @@ impl Verifier<'_> {
             names.push((canonical, value));
         }
         let headers: Vec<(&str, &str)> = names.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-        let path = percent_decode(req.path);
+        let path = decode_path(req.path);
         let query = parse_query(req.query.unwrap_or_default());
         let input = SigningInput {
             method: req.method,
@@ -172,85 +174,9 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Aut
     }
 }
 
-/// A lowercase signed-header name as the SDK spells it; `None` for names the SDK never signs.
-fn sdk_spelling(lower: &str) -> Option<String> {
-    match lower {
-        "content-type" => Some("Content-Type".into()),
-        "content-md5" => Some("Content-Md5".into()),
-        "host" => Some("Host".into()),
-        _ => lower.strip_prefix("x-").map(|rest| format!("X-{rest}")),
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (as space, the way the SDK sends queries); invalid escapes are
-/// kept literally.
-pub(crate) fn percent_decode(s: &str) -> String {
-    percent_decode_inner(s, false)
-}
-
-fn percent_decode_inner(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `a=1&b=x%20y` as decoded pairs, in order.
-pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode_inner(k, true), percent_decode_inner(v, true))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn decodes_paths_and_queries() {
-        assert_eq!(percent_decode("/a%20b/%2"), "/a b/%2");
-        assert_eq!(percent_decode("/a+b"), "/a+b");
-        assert_eq!(
-            parse_query("b=x+y&a=%2F&c"),
-            vec![
-                ("b".to_string(), "x y".to_string()),
-                ("a".to_string(), "/".to_string()),
-                ("c".to_string(), String::new())
-            ]
-        );
-    }
 
     #[derive(serde::Deserialize)]
     struct Vector {
@@ -273,7 +199,7 @@ mod unit {
     /// Every official SDK signing vector verifies, and a one-character change does not.
     #[test]
     fn accepts_the_official_signing_vectors() {
-        let text = include_str!("../../tests/fixtures/signing-vectors.json");
+        let text = include_str!("../../../tests/fixtures/signing-vectors.json");
         let vectors: Vec<Vector> = serde_json::from_str(text).expect("fixture parses");
         for v in vectors {
             let key = AccessKey {
@@ -329,12 +255,5 @@ mod unit {
             signed.insert("authorization", bad[..bad.len() - 1].parse().expect("auth"));
             assert!(check(&signed, &v.body).is_err(), "{}", v.name);
         }
-    }
-
-    #[test]
-    fn maps_header_names_back_to_the_sdk_spelling() {
-        assert_eq!(sdk_spelling("x-content-sha256").as_deref(), Some("X-content-sha256"));
-        assert_eq!(sdk_spelling("host").as_deref(), Some("Host"));
-        assert_eq!(sdk_spelling("accept"), None);
     }
 }

@@ -1,15 +1,26 @@
-//! SignerV4: Volcengine's HMAC-SHA256 request signing, byte for byte as the official SDK's
-//! `volcengine/auth/SignerV4.py` (see `shared/docs/vikingdb-api.md` §3).
+//! SignerV4: Volcengine's HMAC-SHA256 request signing, byte for byte as the `SignerV4` class of
+//! the official Volcengine Python SDK (`volcengine-python-sdk`, `volcengine/auth/SignerV4.py`).
+//! The reference outputs of that signer are checked in as `tests/fixtures/signing-vectors.json`
+//! (at the workspace root) and reproduced by the tests below.
 //!
 //! Owns: canonical request, string to sign, signing key derivation and the `Authorization` value,
-//! for both signing (the client) and verifying (the emulator).
+//! for both signing (vikingsync's client) and verifying (the emulator recomputes the signature
+//! with [`signature`]), plus which header names the SDK signs and how a verifier decodes a
+//! received path and query.
 //! Never: touches the network, reads the clock on its own (callers pass `X-Date`), or formats a
 //! secret key into anything but the HMAC.
 
 use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Python's `urllib.parse.quote(s, safe="-_.~")`: everything but ASCII alphanumerics and `-_.~`
+/// is percent-encoded byte by byte, with uppercase hex.
+const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// `quote(path, safe="/")`: as [`QUERY_SET`], and `/` is kept.
+const PATH_SET: &AsciiSet = &QUERY_SET.remove(b'/');
 
 /// Lowercase hex SHA-256 of `data`: the `X-Content-Sha256` value.
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -23,24 +34,11 @@ fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Python's `urllib.parse.quote(s, safe)`: unreserved characters and `safe` kept, the rest
-/// percent-encoded byte by byte with uppercase hex.
-fn quote(s: &str, safe: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Canonical URI: `quote(path, safe="/")`, `%2F`→`/`, `+`→`%20`; empty path is `/`.
+/// Canonical URI: `quote(path, safe="/")`; empty path is `/`. (The SDK then maps `%2F`→`/` and
+/// `+`→`%20`, which `quote` with `safe="/"` never produces.)
 pub fn canonical_uri(path: &str) -> String {
     let path = if path.is_empty() { "/" } else { path };
-    quote(path, b"/").replace("%2F", "/").replace('+', "%20")
+    utf8_percent_encode(path, PATH_SET).to_string()
 }
 
 /// Canonical query: keys sorted, keys and values quoted with safe `-_.~`, joined with `&`.
@@ -50,7 +48,13 @@ pub fn canonical_query(query: &[(String, String)]) -> String {
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", quote(k, b"-_.~"), quote(v, b"-_.~")))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, QUERY_SET),
+                utf8_percent_encode(v, QUERY_SET)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -70,9 +74,7 @@ pub struct SigningInput<'a> {
 fn canonical_headers(headers: &[(&str, &str)]) -> (String, String) {
     let mut signed: Vec<(String, &str)> = headers
         .iter()
-        .filter(|(name, _)| {
-            *name == "Content-Type" || *name == "Content-Md5" || *name == "Host" || name.starts_with("X-")
-        })
+        .filter(|(name, _)| is_signed_header(name))
         .map(|(name, value)| {
             let lname = name.to_ascii_lowercase();
             let value = if lname == "host" {
@@ -93,6 +95,37 @@ fn canonical_headers(headers: &[(&str, &str)]) -> (String, String) {
     }
     let names = signed.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
     (block, names)
+}
+
+/// Whether the SDK signs a header of this name (matched case-sensitively, as the SDK does).
+fn is_signed_header(name: &str) -> bool {
+    name == "Content-Type" || name == "Content-Md5" || name == "Host" || name.starts_with("X-")
+}
+
+/// A lowercase signed-header name (as an `Authorization` header lists it, and as HTTP/1 servers
+/// hand header names over) in the SDK's spelling; `None` for names the SDK never signs.
+pub fn sdk_spelling(lower: &str) -> Option<String> {
+    let spelled = match lower {
+        "content-type" => "Content-Type".to_string(),
+        "content-md5" => "Content-Md5".to_string(),
+        "host" => "Host".to_string(),
+        _ => format!("X-{}", lower.strip_prefix("x-")?),
+    };
+    is_signed_header(&spelled).then_some(spelled)
+}
+
+/// A received (percent-encoded) path decoded for [`canonical_uri`]: `%XX` escapes decoded,
+/// invalid escapes kept literally, `+` kept (it is not a space in a path).
+pub fn decode_path(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A received query string (`a=1&b=x+y`) as decoded pairs, in order, the way the SDK sends it
+/// (`application/x-www-form-urlencoded`: `+` is a space); a key without `=` has an empty value.
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
 /// `host:80` and `host:443` are signed as `host`; other ports are kept.
@@ -236,7 +269,7 @@ mod tests {
         authorization: String,
     }
 
-    const VECTORS: &str = include_str!("../../tests/fixtures/signing-vectors.json");
+    const VECTORS: &str = include_str!("../../../tests/fixtures/signing-vectors.json");
 
     #[test]
     fn reproduces_every_official_signing_vector() {
@@ -304,6 +337,39 @@ mod tests {
         // The SDK signs `Host` but not `host`, and `X-*` but not `x-*`.
         let (_, signed) = canonical_headers(&[("host", "a"), ("x-date", "b"), ("Content-Type", "c")]);
         assert_eq!(signed, "content-type");
+    }
+
+    #[test]
+    fn decodes_paths_and_queries() {
+        assert_eq!(decode_path("/a%20b/%2"), "/a b/%2");
+        assert_eq!(decode_path("/a+b"), "/a+b");
+        assert_eq!(
+            parse_query("b=x+y&a=%2F&c&&d=%zz"),
+            vec![
+                ("b".to_string(), "x y".to_string()),
+                ("a".to_string(), "/".to_string()),
+                ("c".to_string(), String::new()),
+                ("d".to_string(), "%zz".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn canonical_uri_and_query_quote_like_python() {
+        assert_eq!(canonical_uri(""), "/");
+        assert_eq!(canonical_uri("/a b/c+d/é~"), "/a%20b/c%2Bd/%C3%A9~");
+        let q = [
+            ("b".to_string(), "x y/é".to_string()),
+            ("a".to_string(), "-_.~!".to_string()),
+        ];
+        assert_eq!(canonical_query(&q), "a=-_.~%21&b=x%20y%2F%C3%A9");
+    }
+
+    #[test]
+    fn maps_header_names_back_to_the_sdk_spelling() {
+        assert_eq!(sdk_spelling("x-content-sha256").as_deref(), Some("X-content-sha256"));
+        assert_eq!(sdk_spelling("host").as_deref(), Some("Host"));
+        assert_eq!(sdk_spelling("accept"), None);
     }
 
     #[test]

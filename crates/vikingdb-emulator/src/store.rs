@@ -14,10 +14,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
 
 use super::{CollectionSpec, UpdateMissing};
-use crate::schema::FieldType;
+use vikingdb_types::{FieldType, MAX_ROWS_PER_REQUEST as MAX_ROWS};
 
-/// At most this many rows / ids in one request.
-pub(crate) const MAX_ROWS: usize = 100;
 /// At most this many rows in one upsert or update of a vectorize collection.
 pub(crate) const MAX_ROWS_VECTORIZE: usize = 1;
 
