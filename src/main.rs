@@ -203,6 +203,10 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: Cance
         throttles = s.throttles,
         elapsed_secs = s.elapsed_secs,
         rows_per_second = s.rows_per_second,
+        rate_cuts = s.rate_cuts,
+        rate_now = s.rate_now,
+        concurrency_now = s.concurrency_now,
+        concurrency_peak = s.concurrency_peak,
         unfinished = report.unfinished,
         "summary"
     );

@@ -28,6 +28,13 @@ pub struct Stats {
     pub rows_parsed: AtomicU64,
     /// Rows skipped because a checkpoint says they were already done.
     pub rows_resumed: AtomicU64,
+    /// Congestion events that cut the rate.
+    pub rate_cuts: AtomicU64,
+    /// The rate controller's fill rate after the latest request, rows/s (`u64::MAX`: unpaced).
+    pub rate_now: AtomicU64,
+    /// The in-flight limit after the latest request, and the highest it reached.
+    pub concurrency_now: AtomicU64,
+    pub concurrency_peak: AtomicU64,
 }
 
 impl Stats {
@@ -38,6 +45,13 @@ impl Stats {
             Op::Delete => &self.applied_delete,
         }
         .fetch_add(n, Relaxed);
+    }
+
+    /// Records the flow controllers' state after a request (`rate`: `None` = unpaced).
+    pub fn observe_flow(&self, rate: Option<u32>, concurrency: usize) {
+        self.rate_now.store(rate.map_or(u64::MAX, u64::from), Relaxed);
+        self.concurrency_now.store(concurrency as u64, Relaxed);
+        self.concurrency_peak.fetch_max(concurrency as u64, Relaxed);
     }
 
     pub fn applied(&self) -> u64 {
@@ -58,6 +72,13 @@ impl Stats {
             throttles: self.throttles.load(Relaxed),
             elapsed_secs: elapsed.as_secs_f64(),
             rows_resumed: self.rows_resumed.load(Relaxed),
+            rate_cuts: self.rate_cuts.load(Relaxed),
+            rate_now: match self.rate_now.load(Relaxed) {
+                u64::MAX => None,
+                r => Some(r),
+            },
+            concurrency_now: self.concurrency_now.load(Relaxed),
+            concurrency_peak: self.concurrency_peak.load(Relaxed),
             rows_per_second: if elapsed.as_secs_f64() > 0.0 {
                 (applied + self.rejected.load(Relaxed)) as f64 / elapsed.as_secs_f64()
             } else {
@@ -83,6 +104,14 @@ pub struct Summary {
     pub rows_per_second: f64,
     /// Rows a checkpoint said were already done, not read again.
     pub rows_resumed: u64,
+    /// Congestion events that cut the rate.
+    pub rate_cuts: u64,
+    /// The rate controller's fill rate at the end, rows/s (`None`: never paced: no ceiling and no
+    /// throttle).
+    pub rate_now: Option<u64>,
+    /// The in-flight limit at the end, and the highest it reached.
+    pub concurrency_now: u64,
+    pub concurrency_peak: u64,
 }
 
 impl Summary {
@@ -99,6 +128,7 @@ impl Summary {
              requests       {} ({} retries, {} throttled)\n\
              elapsed        {:.2}s\n\
              throughput     {:.0} rows/s\n\
+             flow           rate {} at the end ({} cuts), concurrency {} (peak {})\n\
              check          read = applied + rejected: {}{}",
             self.rows_read,
             self.applied,
@@ -111,6 +141,11 @@ impl Summary {
             self.throttles,
             self.elapsed_secs,
             self.rows_per_second,
+            self.rate_now
+                .map_or_else(|| "unpaced".to_string(), |r| format!("{r} rows/s")),
+            self.rate_cuts,
+            self.concurrency_now,
+            self.concurrency_peak,
             if self.balanced() { "ok" } else { "MISMATCH" },
             if self.rows_resumed > 0 {
                 format!(

@@ -574,6 +574,7 @@ mod tests {
             fields.insert(k.to_string(), v.parse().expect("type"));
         }
         Schema::from_config(&CollectionConfig {
+            async_upsert: false,
             name: Some("c".into()),
             resource_id: None,
             alias: None,

@@ -32,15 +32,17 @@ pub fn path(api: ApiVersion, op: Op) -> &'static str {
     }
 }
 
+/// Request-level switches of a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `"ignore_unknown_fields": true`.
+    pub ignore_unknown: bool,
+    /// `"async": true` (upserts only; the caller decides).
+    pub asynchronous: bool,
+}
+
 /// Builds the JSON body for `records` (all of `op`, one TTL), from their pre-serialised rows.
-pub fn body(
-    api: ApiVersion,
-    locator: &Locator,
-    op: Op,
-    ttl: Option<u32>,
-    ignore_unknown: bool,
-    records: &[Record],
-) -> Bytes {
+pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: Option<u32>, flags: Flags, records: &[Record]) -> Bytes {
     let rows_len: usize = records.iter().map(|r| r.json.len() + 1).sum();
     let mut out = Vec::with_capacity(rows_len + 128);
     out.push(b'{');
@@ -80,8 +82,11 @@ pub fn body(
         if let Some(ttl) = ttl {
             out.extend_from_slice(format!(",\"ttl\":{ttl}").as_bytes());
         }
-        if ignore_unknown {
+        if flags.ignore_unknown {
             out.extend_from_slice(b",\"ignore_unknown_fields\":true");
+        }
+        if flags.asynchronous && op == Op::Upsert {
+            out.extend_from_slice(b",\"async\":true");
         }
     }
     out.push(b'}');
@@ -246,7 +251,7 @@ mod tests {
             rec(PrimaryKey::Str(Arc::from("a\"b")), r#"{"id":"a\"b"}"#),
         ];
         let loc = Locator::Name("c".into());
-        let b = body(ApiVersion::V2, &loc, Op::Upsert, Some(60), false, &recs);
+        let b = body(ApiVersion::V2, &loc, Op::Upsert, Some(60), Flags::default(), &recs);
         assert_eq!(
             &b[..],
             br#"{"collection_name":"c","data":[{"id":1,"v":[0.5]},{"id":"a\"b"}],"ttl":60}"#
@@ -256,7 +261,10 @@ mod tests {
             &Locator::Alias("al".into()),
             Op::Update,
             None,
-            true,
+            Flags {
+                ignore_unknown: true,
+                asynchronous: false,
+            },
             &recs,
         );
         assert_eq!(
@@ -268,13 +276,25 @@ mod tests {
             &Locator::ResourceId("r".into()),
             Op::Delete,
             None,
-            false,
+            Flags::default(),
             &recs,
         );
         assert_eq!(&b[..], br#"{"resource_id":"r","ids":[1,"a\"b"]}"#);
-        let b = body(ApiVersion::V1, &loc, Op::Delete, None, false, &recs);
+        let b = body(ApiVersion::V1, &loc, Op::Delete, None, Flags::default(), &recs);
         assert_eq!(&b[..], br#"{"collection_name":"c","primary_keys":[1,"a\"b"]}"#);
         serde_json::from_slice::<serde_json::Value>(&b).expect("valid JSON");
+        let async_flags = Flags {
+            ignore_unknown: false,
+            asynchronous: true,
+        };
+        let b = body(ApiVersion::V2, &loc, Op::Upsert, None, async_flags, &recs[..1]);
+        assert_eq!(
+            &b[..],
+            br#"{"collection_name":"c","data":[{"id":1,"v":[0.5]}],"async":true}"#
+        );
+        // Never on an update or a delete.
+        let b = body(ApiVersion::V2, &loc, Op::Update, None, async_flags, &recs[..1]);
+        assert!(!String::from_utf8_lossy(&b).contains("async"));
     }
 
     #[test]

@@ -9,4 +9,4 @@ pub mod send;
 
 pub use api::{Locator, ServerError};
 pub use retry::{Action, WireError};
-pub use send::{BatchResult, SendError, Sender, Target};
+pub use send::{BatchResult, Flow, SendError, Sender, Target};

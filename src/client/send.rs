@@ -19,7 +19,7 @@ use super::api::{self, Locator, ServerError};
 use super::retry::{self, Action, WireError};
 use crate::batch::Batch;
 use crate::config::{ApiVersion, Credentials, RetryConfig};
-use crate::limit::RowLimiter;
+use crate::limit::{ConcurrencyController, Outcome, RateController};
 use crate::record::{Op, Record};
 use crate::report::Stats;
 use vikingdb_types::sign;
@@ -74,7 +74,21 @@ pub struct Target {
     pub ignore_unknown_fields: bool,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
-    pub concurrency: usize,
+    /// The most requests in flight (sizes the connection pool).
+    pub max_concurrency: usize,
+    /// Send upserts with `"async": true`, paced by the async rate controller.
+    pub async_upsert: bool,
+}
+
+/// The flow controllers a sender obeys: shared with the coordinator (and every sender of the
+/// collection in this process).
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// Sync writes, updates and deletes.
+    pub rate: Arc<RateController>,
+    /// Async upserts (`[collection] async_upsert`).
+    pub async_rate: Arc<RateController>,
+    pub concurrency: Arc<ConcurrencyController>,
 }
 
 /// Sends batches to one collection. Cheap to share behind an `Arc`.
@@ -84,7 +98,7 @@ pub struct Sender {
     host: String,
     target: Target,
     credentials: Credentials,
-    limiter: Arc<RowLimiter>,
+    flow: Flow,
     retry: RetryConfig,
     stats: Arc<Stats>,
 }
@@ -123,7 +137,7 @@ impl Sender {
     pub fn new(
         target: Target,
         credentials: Credentials,
-        limiter: Arc<RowLimiter>,
+        flow: Flow,
         retry: RetryConfig,
         stats: Arc<Stats>,
     ) -> Result<Sender, SendError> {
@@ -138,7 +152,7 @@ impl Sender {
             .connect_timeout(target.connect_timeout)
             .timeout(target.request_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(target.concurrency.max(1) * 2)
+            .pool_max_idle_per_host(target.max_concurrency.max(1) * 2)
             // The data plane never redirects; a redirect is reported, never followed (a 302 followed
             // as a GET would drop the body and look like success).
             .redirect(reqwest::redirect::Policy::none())
@@ -156,7 +170,7 @@ impl Sender {
             host,
             target,
             credentials,
-            limiter,
+            flow,
             retry,
             stats,
         })
@@ -187,7 +201,17 @@ impl Sender {
 
     async fn send_with_retry(&self, op: Op, ttl: Option<u32>, rows: &[Record]) -> Result<Sent, SendError> {
         let t = &self.target;
-        let body = api::body(t.api, &t.locator, op, ttl, t.ignore_unknown_fields, rows);
+        let body = api::body(
+            t.api,
+            &t.locator,
+            op,
+            ttl,
+            api::Flags {
+                ignore_unknown: t.ignore_unknown_fields,
+                asynchronous: t.async_upsert && op == Op::Upsert,
+            },
+            rows,
+        );
         let hash = sign::sha256_hex(&body);
         let path = api::path(t.api, op);
         let backoff = ExponentialBuilder::default()
@@ -201,7 +225,7 @@ impl Sender {
         let max_backoff = self.retry.max_backoff();
         let outcome = (|| {
             attempts += 1;
-            self.attempt(path, rows.len(), body.clone(), &hash)
+            self.attempt(op, path, rows.len(), body.clone(), &hash)
         })
         .retry(backoff)
         .when(|e| !matches!(e, AttemptError::Fatal(..)))
@@ -244,9 +268,48 @@ impl Sender {
         }
     }
 
-    async fn attempt(&self, path: &str, rows: usize, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
-        self.limiter.acquire(rows).await;
+    /// Requests that may be in flight now (the concurrency controller's limit).
+    pub fn in_flight_limit(&self) -> usize {
+        self.flow.concurrency.limit()
+    }
+
+    /// The rate controller a request of `op` obeys.
+    fn rate_for(&self, op: Op) -> &RateController {
+        if self.target.async_upsert && op == Op::Upsert {
+            &self.flow.async_rate
+        } else {
+            &self.flow.rate
+        }
+    }
+
+    async fn attempt(&self, op: Op, path: &str, rows: usize, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
+        let rate = self.rate_for(op);
+        let sent_at = rate.acquire(rows).await;
+        let flight = self.flow.concurrency.start();
         self.stats.requests.fetch_add(1, Relaxed);
+        let outcome = self.exchange(path, body, hash).await;
+        match &outcome {
+            Ok(_) => {
+                rate.accepted(rows);
+                flight.finish(Outcome::Answered);
+            }
+            Err(AttemptError::Throttled(retry_after, _)) => {
+                flight.finish(Outcome::Neutral);
+                self.stats.throttles.fetch_add(1, Relaxed);
+                if rate.throttled(sent_at, *retry_after) {
+                    self.stats.rate_cuts.fetch_add(1, Relaxed);
+                }
+            }
+            Err(AttemptError::Retryable(_)) => flight.finish(Outcome::BackPressure),
+            Err(AttemptError::Fatal(..)) => flight.finish(Outcome::Neutral),
+        }
+        self.stats
+            .observe_flow(rate.current_rate(), self.flow.concurrency.limit());
+        outcome
+    }
+
+    /// One HTTP exchange, read and classified.
+    async fn exchange(&self, path: &str, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
         let endpoint = format!("POST {}{path}", self.base);
         let request = self.request(path, body, hash);
         let mut response = request
@@ -283,11 +346,7 @@ impl Sender {
         };
         match retry::decide(self.target.api, &wire) {
             Action::Split(e) => Ok(Sent::Refused(e)),
-            Action::Throttle(retry_after) => {
-                self.stats.throttles.fetch_add(1, Relaxed);
-                self.limiter.throttled(retry_after);
-                Err(AttemptError::Throttled(retry_after, wire))
-            }
+            Action::Throttle(retry_after) => Err(AttemptError::Throttled(retry_after, wire)),
             Action::Retry => Err(AttemptError::Retryable(wire)),
             Action::Fatal(message) => Err(AttemptError::Fatal(message, wire)),
         }

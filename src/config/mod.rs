@@ -141,18 +141,29 @@ pub struct CollectionConfig {
     /// Send `ignore_unknown_fields` and drop fields the schema does not know instead of rejecting.
     #[serde(default)]
     pub ignore_unknown_fields: bool,
+    /// Send upserts with `"async": true` (v2, not vectorize): paced by `[rate]
+    /// async_rows_per_second`; rows become visible in the collection later (minutes).
+    #[serde(default)]
+    pub async_upsert: bool,
     pub fields: BTreeMap<String, FieldType>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateConfig {
-    /// The collection's quota in rows per second (writes, updates and deletes together); 0 = unlimited.
+    /// A ceiling on the sync write rate, rows per second (writes, updates and deletes together;
+    /// 0 = none). Below it, the rate controller finds the collection's real quota.
     #[serde(default = "default_rps")]
     pub rows_per_second: u32,
-    /// Requests in flight.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
+    /// The ceiling of async upserts (`[collection] async_upsert`), rows per second; 0 = none.
+    #[serde(default = "default_async_rps")]
+    pub async_rows_per_second: u32,
+    /// Requests in flight: `"auto"` (adaptive) or a number that pins it.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// The most requests in flight `"auto"` may reach.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
     /// Rows per request (at most 100; writes to a vectorize collection always go one per request).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
@@ -161,8 +172,49 @@ pub struct RateConfig {
 fn default_rps() -> u32 {
     1500
 }
-fn default_concurrency() -> usize {
-    8
+fn default_async_rps() -> u32 {
+    15_000
+}
+fn default_max_concurrency() -> usize {
+    64
+}
+
+/// `[rate] concurrency`: adaptive, or pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Concurrency {
+    #[default]
+    Auto,
+    Fixed(u64),
+}
+
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected \"auto\" or a whole number of requests from 1 to 1024"))?
+        {
+            Raw::Int(n) => Ok(Concurrency::Fixed(n)),
+            Raw::Text(t) if t == "auto" => Ok(Concurrency::Auto),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "`{t}`: expected \"auto\" or a whole number of requests from 1 to 1024"
+            ))),
+        }
+    }
+}
+
+impl Concurrency {
+    /// The pinned number, if any.
+    pub fn fixed(self) -> Option<usize> {
+        match self {
+            Concurrency::Auto => None,
+            Concurrency::Fixed(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
 }
 fn default_batch_rows() -> usize {
     100
@@ -172,7 +224,9 @@ impl Default for RateConfig {
     fn default() -> Self {
         RateConfig {
             rows_per_second: default_rps(),
-            concurrency: default_concurrency(),
+            async_rows_per_second: default_async_rps(),
+            concurrency: Concurrency::Auto,
+            max_concurrency: default_max_concurrency(),
             batch_rows: default_batch_rows(),
         }
     }
@@ -382,13 +436,48 @@ impl Config {
         ] {
             check_secs(key, secs, limit)?;
         }
+        if let Concurrency::Fixed(n) = self.rate.concurrency {
+            check_count("[rate] concurrency", n, 1, limits::MAX_CONCURRENCY, "")?;
+        }
         check_count(
-            "[rate] concurrency",
-            self.rate.concurrency as u64,
+            "[rate] max_concurrency",
+            self.rate.max_concurrency as u64,
             1,
             limits::MAX_CONCURRENCY,
             "",
         )?;
+        if self.rate.async_rows_per_second > limits::MAX_ROWS_PER_SECOND {
+            return Err(format!(
+                "[rate] async_rows_per_second = {} is out of range: use 0 for no limit, or 1 to {}",
+                self.rate.async_rows_per_second,
+                limits::MAX_ROWS_PER_SECOND
+            ));
+        }
+        if self.collection.async_upsert {
+            if self.target.api != ApiVersion::V2 {
+                return Err("[collection] async_upsert needs [target] api = \"v2\"".into());
+            }
+            if self.collection.vectorize {
+                return Err(
+                    "[collection] async_upsert cannot be used with a vectorize collection (the service does not \
+                     support async writes there)"
+                        .into(),
+                );
+            }
+            // An async upsert becomes visible minutes later: a delete or update of the same key sent
+            // meanwhile would be undone by it. Async is for upsert-only backfills.
+            for (i, src) in self.sources.iter().enumerate() {
+                if src.op != Some(Op::Upsert) || src.op_column.is_some() {
+                    return Err(format!(
+                        "[collection] async_upsert is for upsert-only backfills, but [[sources]] #{} ({}) is not \
+                         `op = \"upsert\"`: an async upsert becomes visible minutes later and would undo a delete \
+                         or update of its key sent meanwhile. Run those sources without async_upsert",
+                        i + 1,
+                        src.path
+                    ));
+                }
+            }
+        }
         check_count(
             "[rate] batch_rows",
             self.rate.batch_rows as u64,
@@ -576,7 +665,8 @@ op = "upsert"
         let c = parse(MINIMAL).expect("parses");
         assert_eq!(c.target.api, ApiVersion::V2);
         assert_eq!(c.rate.rows_per_second, 1500);
-        assert_eq!(c.rate.concurrency, 8);
+        assert_eq!(c.rate.concurrency, Concurrency::Auto);
+        assert_eq!(c.rate.max_concurrency, 64);
         assert_eq!(c.state.dir, PathBuf::from("/cfg/state"));
         assert_eq!(c.collection.fields["vec"], FieldType::Vector);
     }
@@ -747,6 +837,7 @@ op = "upsert"
         // Values of the wrong sign or size for the type are refused by the parser, naming the key.
         for (table, key, bad) in [
             ("rate", "concurrency", "-1"),
+            ("rate", "concurrency", "\"many\""),
             ("rate", "rows_per_second", "-5"),
             ("rate", "rows_per_second", "99999999999"),
             ("state", "max_rejected_rows", "-1"),
@@ -762,6 +853,8 @@ op = "upsert"
         // The bounds themselves load.
         for (table, key, ok) in [
             ("rate", "concurrency", "1024"),
+            ("rate", "concurrency", "\"auto\""),
+            ("rate", "max_concurrency", "1"),
             ("rate", "rows_per_second", "1000000"),
             ("rate", "rows_per_second", "0"),
             ("retry", "max_attempts", "1000"),

@@ -33,11 +33,18 @@ use crate::report::{Progress, Stats};
 /// (or the whole call failed).
 pub trait SendBatches: Send + Sync + 'static {
     fn send(&self, batch: Batch) -> impl Future<Output = Result<BatchResult, SendError>> + Send;
+    /// Requests that may be in flight now, when the sender adapts it; `None`: the settings' number.
+    fn in_flight_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl SendBatches for Sender {
     fn send(&self, batch: Batch) -> impl Future<Output = Result<BatchResult, SendError>> + Send {
         Sender::send(self, batch)
+    }
+    fn in_flight_limit(&self) -> Option<usize> {
+        Some(Sender::in_flight_limit(self))
     }
 }
 
@@ -50,6 +57,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The coordinator's knobs, from the config.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
+    /// Requests in flight when the sender does not adapt it (see [`SendBatches::in_flight_limit`]).
     pub concurrency: usize,
     pub batch_rows: usize,
     pub vectorize: bool,
@@ -62,7 +70,11 @@ pub(super) struct Settings {
 impl Settings {
     pub fn from_config(config: &Config) -> Settings {
         Settings {
-            concurrency: config.rate.concurrency,
+            concurrency: config
+                .rate
+                .concurrency
+                .fixed()
+                .unwrap_or(crate::limit::INITIAL_CONCURRENCY),
             batch_rows: config.rate.batch_rows,
             vectorize: config.collection.vectorize,
             max_rejected: config.state.max_rejected_rows,
@@ -86,6 +98,7 @@ pub(super) struct Coordinator<S: SendBatches> {
     in_flight: JoinSet<(Op, Result<BatchResult, SendError>)>,
     concurrency: usize,
     /// Rows read but not yet below the watermark, at most.
+    /// Rows per request: the read-ahead window is a few requests' worth per slot.
     window: usize,
     max_rejected: Option<u64>,
     /// Rows earlier runs of this backfill rejected (from the checkpoint).
@@ -116,7 +129,7 @@ impl<S: SendBatches> Coordinator<S> {
         // watermark are checkpointed (and skipped on resume), so this bounds memory and the
         // checkpoint, not what a crash re-sends; several requests' worth keeps a slow request
         // from idling the others.
-        let window = 4 * settings.concurrency * settings.batch_rows;
+        let window = settings.batch_rows;
         Coordinator {
             files,
             carried,
@@ -162,7 +175,7 @@ impl<S: SendBatches> Coordinator<S> {
             let can_take = input_open
                 && stopping.is_none()
                 && self.batcher.waiting_len() < MAX_WAITING
-                && self.tracker.pending() < self.window;
+                && self.tracker.pending() < self.window();
             tokio::select! {
                 biased;
                 _ = &mut stop, if stopping.is_none() => {
@@ -178,7 +191,7 @@ impl<S: SendBatches> Coordinator<S> {
                         Some(item) => {
                             self.take(item)?;
                             // Drain what is already waiting so batches fill before they go out.
-                            while self.tracker.pending() < self.window && self.batcher.waiting_len() < MAX_WAITING {
+                            while self.tracker.pending() < self.window() && self.batcher.waiting_len() < MAX_WAITING {
                                 match rx.try_recv() {
                                     Ok(item) => self.take(item)?,
                                     Err(_) => break,
@@ -193,7 +206,7 @@ impl<S: SendBatches> Coordinator<S> {
                 }
                 _ = tick.tick() => {
                     // Input is slower than the senders, or the window is full: send what we have.
-                    if self.in_flight.len() < self.concurrency && !self.batcher.has_ready() {
+                    if self.in_flight.len() < self.limit() && !self.batcher.has_ready() {
                         self.batcher.flush();
                     }
                     // Rows a previous run finished only hold places: let the watermark pass them.
@@ -278,8 +291,19 @@ impl<S: SendBatches> Coordinator<S> {
         }
     }
 
+    /// Requests that may be in flight now.
+    fn limit(&self) -> usize {
+        self.sender.in_flight_limit().unwrap_or(self.concurrency).max(1)
+    }
+
+    /// Rows read but not yet below the watermark, at most: four requests' worth per slot, so a
+    /// slow request never idles the others, and memory follows the in-flight limit.
+    fn window(&self) -> usize {
+        4 * self.limit() * self.window
+    }
+
     fn dispatch(&mut self) {
-        while self.in_flight.len() < self.concurrency {
+        while self.in_flight.len() < self.limit() {
             let Some(batch) = self.batcher.pop_ready() else { break };
             let sender = self.sender.clone();
             // The sender hands every record back, applied or rejected: no copy of the batch.

@@ -24,10 +24,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, Store};
-use crate::client::{Locator, SendError, Sender, Target};
+use crate::client::{Flow, Locator, SendError, Sender, Target};
 use crate::config::{Config, ConfigError, Credentials};
 use crate::deadletter::DeadLetter;
-use crate::limit::RowLimiter;
+use crate::limit::{ConcurrencyController, RateController};
 use crate::report::{Progress, Stats, Summary};
 use crate::schema::Schema;
 use crate::source::ReadError;
@@ -201,7 +201,19 @@ async fn run_inner(
         DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
 
     let schema = Schema::from_config(&config.collection);
-    let limiter = Arc::new(RowLimiter::new(config.rate.rows_per_second, config.rate.batch_rows));
+    let max_request_rows = if config.collection.vectorize {
+        1
+    } else {
+        config.rate.batch_rows
+    };
+    let flow = Flow {
+        rate: Arc::new(RateController::new(config.rate.rows_per_second, max_request_rows)),
+        async_rate: Arc::new(RateController::new(config.rate.async_rows_per_second, max_request_rows)),
+        concurrency: Arc::new(ConcurrencyController::new(
+            config.rate.concurrency.fixed(),
+            config.rate.max_concurrency,
+        )),
+    };
     let target = Target {
         endpoint,
         region: config.target.region.clone(),
@@ -210,10 +222,11 @@ async fn run_inner(
         ignore_unknown_fields: config.collection.ignore_unknown_fields,
         request_timeout: config.request_timeout(),
         connect_timeout: config.connect_timeout(),
-        concurrency: config.rate.concurrency,
+        max_concurrency: config.rate.concurrency.fixed().unwrap_or(config.rate.max_concurrency),
+        async_upsert: config.collection.async_upsert,
     };
     let sender = Arc::new(
-        Sender::new(target, credentials, limiter, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
+        Sender::new(target, credentials, flow, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
     );
     let total_bytes: u64 = files.iter().filter(|f| !f.skip).map(|f| f.fingerprint.size).sum();
     let progress = Progress::new(total_bytes, options.progress);

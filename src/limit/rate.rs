@@ -1,0 +1,348 @@
+//! The rate controller: a token bucket in rows whose fill rate finds the server's quota.
+//!
+//! Owns: pacing (one bucket per collection and write path, shared by every sender of the
+//! process), the fill rate's CUBIC curve (cut by [`BETA`] on a congestion event, back to the old
+//! rate after [`K_SECS`], then probing above it), one cut per congestion event (a throttle of a
+//! request sent before the last cut is the same event), `Retry-After` pauses, and the measured
+//! accepted rate. Never: sends, retries, or waits while holding its lock.
+//!
+//! Why not governor: its rate is fixed at construction, and swapping limiters on every change
+//! hands out a fresh burst or starts drained; the curve changes the rate every tick.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// CUBIC's multiplicative decrease (RFC 9438, AWS adaptive retry): a cut keeps 70% of the rate.
+pub const BETA: f64 = 0.7;
+/// Seconds from a cut back to the rate that was cut (CUBIC's K), at any scale: the curve is
+/// `W(t) = W_max · (1 + (1 − β) · ((t − K) / K)³)`, so it is concave up to `W_max` and probes
+/// above it afterwards (+30% of `W_max` after another K).
+pub const K_SECS: f64 = 4.0;
+/// How often the curve and the measured rate are brought up to date.
+const TICK: Duration = Duration::from_millis(250);
+/// Weight of the newest sample of the accepted rate.
+const SMOOTH: f64 = 0.5;
+/// The fill rate never goes below this, rows/s.
+const MIN_RATE: f64 = 1.0;
+/// Longest single sleep of a waiting sender: it re-checks after a rate change.
+const MAX_NAP: Duration = Duration::from_millis(100);
+
+/// Paces rows; finds the quota below an optional ceiling. Cheap to share behind an `Arc`.
+pub struct RateController {
+    /// `[rate] rows_per_second` (or the async one): the curve never goes above it.
+    ceiling: Option<f64>,
+    /// Bucket size: one largest request. A request never waits for more than one request's worth
+    /// of burst, and the server never sees a burst from this process.
+    capacity: f64,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// False until the first throttle when there is no ceiling: sends are not gated.
+    paced: bool,
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+    /// The rate at the last congestion event (after fast convergence).
+    w_max: f64,
+    /// Where the curve starts (the last cut), moved forward while the bucket is not what limits.
+    epoch: Instant,
+    last_cut: Option<Instant>,
+    paused_until: Option<Instant>,
+    tick_start: Instant,
+    tick_rows: f64,
+    /// Some sender waited for tokens during this tick: the bucket is the bottleneck.
+    tick_waited: bool,
+    /// Accepted rows/s, smoothed.
+    measured: f64,
+    started: Instant,
+    accepted_total: f64,
+    sent_total: f64,
+    cuts: u64,
+}
+
+impl std::fmt::Debug for RateController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateController")
+            .field("ceiling", &self.ceiling)
+            .field("rate", &self.current_rate())
+            .finish()
+    }
+}
+
+impl RateController {
+    /// `ceiling` rows/s (0 = none); `max_request_rows`: the largest request (the bucket size).
+    pub fn new(ceiling: u32, max_request_rows: usize) -> RateController {
+        let now = Instant::now();
+        let ceiling = (ceiling > 0).then_some(f64::from(ceiling));
+        let capacity = max_request_rows.max(1) as f64;
+        let rate = ceiling.unwrap_or(0.0);
+        RateController {
+            ceiling,
+            capacity,
+            state: Mutex::new(State {
+                paced: ceiling.is_some(),
+                rate,
+                tokens: capacity,
+                refilled: now,
+                w_max: rate,
+                // Start on the plateau: at the ceiling, probing upward (and capped there).
+                epoch: now.checked_sub(Duration::from_secs_f64(K_SECS)).unwrap_or(now),
+                last_cut: None,
+                paused_until: None,
+                tick_start: now,
+                tick_rows: 0.0,
+                tick_waited: false,
+                measured: 0.0,
+                started: now,
+                accepted_total: 0.0,
+                sent_total: 0.0,
+                cuts: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another task panicked mid-update; the state is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `rows` rows may be sent; returns the moment they were granted (the request's
+    /// send time, which tells congestion events apart).
+    pub async fn acquire(&self, rows: usize) -> Instant {
+        let need = rows as f64;
+        loop {
+            let nap = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                match s.paused_until {
+                    Some(p) if p > now => p - now,
+                    _ => {
+                        self.tick(&mut s, now);
+                        if !s.paced {
+                            s.sent_total += need;
+                            return now;
+                        }
+                        let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
+                        s.tokens = (s.tokens + s.rate * elapsed).min(self.capacity);
+                        s.refilled = now;
+                        // A request larger than the bucket waits for a full bucket, then goes
+                        // into debt: the tokens only ever go negative by less than a request.
+                        let want = need.min(self.capacity);
+                        if s.tokens >= want {
+                            s.tokens -= need;
+                            s.sent_total += need;
+                            return now;
+                        }
+                        s.tick_waited = true;
+                        Duration::from_secs_f64(((want - s.tokens) / s.rate.max(MIN_RATE)).max(0.001))
+                    }
+                }
+            };
+            tokio::time::sleep(nap.min(MAX_NAP)).await;
+        }
+    }
+
+    /// Brings the measured rate and the curve up to date, once a tick.
+    fn tick(&self, s: &mut State, now: Instant) {
+        let elapsed = now.saturating_duration_since(s.tick_start);
+        if elapsed < TICK {
+            return;
+        }
+        let sample = s.tick_rows / elapsed.as_secs_f64();
+        s.measured = if s.measured == 0.0 {
+            sample
+        } else {
+            SMOOTH * sample + (1.0 - SMOOTH) * s.measured
+        };
+        if s.paced {
+            if !s.tick_waited {
+                // Nobody waited for tokens: the bucket is not what limits, so raising its rate
+                // would be a guess. The curve pauses (its origin moves with time).
+                s.epoch += elapsed;
+            }
+            s.rate = self.curve(s, now);
+        }
+        s.tick_start = now;
+        s.tick_rows = 0.0;
+        s.tick_waited = false;
+    }
+
+    fn curve(&self, s: &State, now: Instant) -> f64 {
+        let t = now.saturating_duration_since(s.epoch).as_secs_f64();
+        let x = (t - K_SECS) / K_SECS;
+        let rate = s.w_max * (1.0 + (1.0 - BETA) * x * x * x);
+        rate.clamp(MIN_RATE, self.ceiling.unwrap_or(f64::MAX))
+    }
+
+    /// `rows` were accepted by the server (applied or refused as invalid: either way it took them).
+    pub fn accepted(&self, rows: usize) {
+        let mut s = self.lock();
+        s.tick_rows += rows as f64;
+        s.accepted_total += rows as f64;
+    }
+
+    /// The server throttled a request granted at `sent_at`. Cuts the rate once per congestion
+    /// event: a request sent before the last cut was part of the event that caused it. Returns
+    /// whether this throttle cut the rate. `retry_after` (already capped by the caller) pauses
+    /// every sender.
+    pub fn throttled(&self, sent_at: Instant, retry_after: Option<Duration>) -> bool {
+        let now = Instant::now();
+        let mut s = self.lock();
+        if let Some(after) = retry_after {
+            let until = now + after;
+            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        }
+        if s.last_cut.is_some_and(|cut| sent_at <= cut) {
+            return false;
+        }
+        let since_start = now.saturating_duration_since(s.started).as_secs_f64().max(0.05);
+        let base = if s.paced {
+            // What the server took lately, but never a cut deeper than half in one event.
+            let measured = if s.measured > 0.0 { s.measured } else { s.rate };
+            s.rate.min(measured.max(s.rate * 0.5))
+        } else {
+            // The first throttle without a ceiling: nothing was paced yet. Start from what the
+            // server accepted, or half of what was sent when nothing came back yet.
+            let accepted = s.accepted_total / since_start;
+            let sent = s.sent_total / since_start;
+            accepted.max(sent * 0.5).max(self.capacity)
+        };
+        let base = base.min(self.ceiling.unwrap_or(f64::MAX));
+        // Fast convergence (RFC 9438 §4.7): a flow cut below its previous maximum gives up some of
+        // it, so that flows sharing the quota converge to fair shares.
+        s.w_max = if s.paced && base < s.w_max {
+            base * (1.0 + BETA) / 2.0
+        } else {
+            base
+        };
+        s.rate = (BETA * base).max(MIN_RATE);
+        s.tokens = s.tokens.min(0.0);
+        s.refilled = now;
+        s.epoch = now;
+        s.last_cut = Some(now);
+        s.paced = true;
+        s.cuts += 1;
+        true
+    }
+
+    /// The fill rate now, rows/s; `None` while unpaced (no ceiling and no throttle yet).
+    pub fn current_rate(&self) -> Option<u32> {
+        let s = self.lock();
+        s.paced.then(|| s.rate.round() as u32)
+    }
+
+    /// How many congestion events cut the rate.
+    pub fn cuts(&self) -> u64 {
+        self.lock().cuts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_rows_to_the_ceiling_with_one_request_of_burst() {
+        let lim = RateController::new(2000, 100);
+        let start = Instant::now();
+        for _ in 0..10 {
+            lim.acquire(100).await;
+        }
+        // 1000 rows at 2000/s with a 100-row bucket: 900 rows wait 0.45 s.
+        let took = start.elapsed().as_secs_f64();
+        assert!((0.44..0.50).contains(&took), "took {took}s");
+        assert_eq!(lim.current_rate(), Some(2000));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_cut_per_congestion_event() {
+        let lim = RateController::new(1000, 100);
+        let before = lim.acquire(100).await;
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(lim.throttled(before, None));
+        assert_eq!(lim.current_rate(), Some(700));
+        // Another request sent before the cut is the same event.
+        assert!(!lim.throttled(before, None));
+        assert_eq!(lim.current_rate(), Some(700));
+        // A request sent after the cut and throttled again is a new event.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let after = lim.acquire(100).await;
+        assert!(lim.throttled(after, None));
+        assert!(lim.current_rate().is_some_and(|r| r < 700));
+        assert_eq!(lim.cuts(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_curve_returns_to_the_old_rate_after_k_and_probes_above_it_up_to_the_ceiling() {
+        let lim = RateController::new(0, 10);
+        // Unpaced until the first throttle.
+        assert_eq!(lim.current_rate(), None);
+        for _ in 0..50 {
+            let at = lim.acquire(10).await;
+            lim.accepted(10);
+            tokio::time::advance(Duration::from_millis(10)).await;
+            let _ = at;
+        }
+        let sent = lim.acquire(10).await;
+        assert!(lim.throttled(sent, None));
+        let first = lim.current_rate().expect("paced") as f64;
+        // ~1000 rows/s accepted: cut to 0.7 of it.
+        assert!((600.0..800.0).contains(&first), "{first}");
+        // Keep the bucket the bottleneck (always someone waiting for tokens): the curve climbs.
+        let cut_at = Instant::now();
+        let mut samples = Vec::new();
+        while cut_at.elapsed().as_secs_f64() < 2.0 * K_SECS {
+            lim.acquire(10).await;
+            lim.accepted(10);
+            samples.push((cut_at.elapsed().as_secs_f64(), lim.current_rate().expect("paced") as f64));
+        }
+        let w_max = first / BETA;
+        let near = |t: f64| {
+            samples
+                .iter()
+                .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
+                .map(|s| s.1)
+                .expect("samples")
+        };
+        let at_k = near(K_SECS);
+        assert!((at_k - w_max).abs() / w_max < 0.05, "back to W_max at K: {at_k} vs {w_max}");
+        assert!(near(K_SECS / 2.0) < at_k, "concave below W_max");
+        let last = near(2.0 * K_SECS);
+        assert!(last > w_max * 1.25, "probes above: {last} vs {w_max}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_bucket_does_not_climb() {
+        let lim = RateController::new(1000, 100);
+        let sent = lim.acquire(100).await;
+        lim.throttled(sent, None);
+        let cut = lim.current_rate();
+        // Nobody waits for tokens for 20 s: the curve pauses.
+        for _ in 0..80 {
+            tokio::time::advance(Duration::from_millis(250)).await;
+            lim.accepted(1);
+            lim.acquire(1).await;
+        }
+        assert_eq!(lim.current_rate(), cut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_every_sender() {
+        let lim = RateController::new(0, 100);
+        let sent = lim.acquire(1).await;
+        lim.throttled(sent, Some(Duration::from_millis(300)));
+        let start = Instant::now();
+        lim.acquire(1).await;
+        assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_larger_than_the_bucket_still_go() {
+        let lim = RateController::new(50, 10);
+        lim.acquire(500).await;
+        lim.acquire(5).await;
+    }
+}
