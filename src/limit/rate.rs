@@ -297,7 +297,10 @@ mod tests {
         while cut_at.elapsed().as_secs_f64() < 2.0 * K_SECS {
             lim.acquire(10).await;
             lim.accepted(10);
-            samples.push((cut_at.elapsed().as_secs_f64(), lim.current_rate().expect("paced") as f64));
+            samples.push((
+                cut_at.elapsed().as_secs_f64(),
+                lim.current_rate().expect("paced") as f64,
+            ));
         }
         let w_max = first / BETA;
         let near = |t: f64| {
@@ -308,7 +311,10 @@ mod tests {
                 .expect("samples")
         };
         let at_k = near(K_SECS);
-        assert!((at_k - w_max).abs() / w_max < 0.05, "back to W_max at K: {at_k} vs {w_max}");
+        assert!(
+            (at_k - w_max).abs() / w_max < 0.05,
+            "back to W_max at K: {at_k} vs {w_max}"
+        );
         assert!(near(K_SECS / 2.0) < at_k, "concave below W_max");
         let last = near(2.0 * K_SECS);
         assert!(last > w_max * 1.25, "probes above: {last} vs {w_max}");
