@@ -6,6 +6,7 @@ mod adversarial_input;
 mod cli;
 mod crash;
 mod demo;
+mod flow;
 mod harness;
 mod hostile;
 mod interop;
