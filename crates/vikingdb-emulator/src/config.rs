@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use super::{AccessKey, CollectionSpec, EmulatorConfig, FaultConfig, UpdateMissing};
+use super::{
+    AccessKey, CollectionSpec, DEFAULT_ASYNC_VISIBLE_AFTER_MS, DEFAULT_QUOTA_BURST_SECONDS, EmulatorConfig,
+    FaultConfig, UpdateMissing,
+};
 use vikingdb_types::FieldType;
 
 /// The documented default row quota of a collection (rows/s, upsert+update+delete).
@@ -26,6 +29,14 @@ struct File {
     max_clock_skew_secs: u64,
     #[serde(default)]
     api_keys: Vec<String>,
+    #[serde(default = "default_burst")]
+    quota_burst_seconds: f64,
+    #[serde(default)]
+    async_quota_rows_per_second: Option<u32>,
+    #[serde(default = "default_async_visible")]
+    async_visible_after_ms: u64,
+    #[serde(default)]
+    throttle_retry_after_ms: Option<u64>,
     #[serde(default)]
     keys: Vec<AccessKey>,
     #[serde(default)]
@@ -36,6 +47,14 @@ struct File {
 
 fn default_skew() -> u64 {
     15 * 60
+}
+
+fn default_burst() -> f64 {
+    DEFAULT_QUOTA_BURST_SECONDS
+}
+
+fn default_async_visible() -> u64 {
+    DEFAULT_ASYNC_VISIBLE_AFTER_MS
 }
 
 #[derive(Deserialize)]
@@ -68,6 +87,11 @@ impl EmulatorConfig {
     /// update_missing = "error"     # update of a missing key: "error" | "ignore" | "upsert"
     /// max_clock_skew_secs = 900    # allowed X-Date skew (default 15 min)
     /// api_keys = ["my-api-key"]    # V2 `Authorization: Bearer` keys (default none)
+    /// quota_burst_seconds = 0.1    # bucket capacity = max(quota × this, 1) rows (default 0.1)
+    /// async_quota_rows_per_second = 15000 # async upsert bucket per collection
+    ///                              # (default 10 × quota_rows_per_second; 0 = unlimited)
+    /// async_visible_after_ms = 1000 # async upserts land this long after the request (default 1000)
+    /// throttle_retry_after_ms = 500 # send Retry-After on 429s (default: no header)
     ///
     /// [[keys]]                     # AK/SK pairs (default none; VIKINGDB_AK/SK env adds one)
     /// access_key = "AK..."
@@ -88,7 +112,7 @@ impl EmulatorConfig {
     /// primary_key = "id"           # must be a field of type int64 or string
     /// dim = 4                      # optional vector dimension, checked on write
     /// vectorize = false            # true: ≤ 1 row per upsert/update, no vector field
-    /// quota_rows_per_second = 1500 # default 1500 (the documented quota); 0 = unlimited
+    /// quota_rows_per_second = 1500 # sync write bucket, default 1500 (the documented quota); 0 = unlimited
     /// resource_id = "vdb-docs"     # optional V2 locator
     /// alias = "docs_alias"         # optional V1 locator (collection_alias)
     /// [collections.fields]         # every field, the primary key included
@@ -122,6 +146,10 @@ impl EmulatorConfig {
             seed: file.seed,
             update_missing: file.update_missing,
             max_clock_skew: Duration::from_secs(file.max_clock_skew_secs),
+            quota_burst_seconds: file.quota_burst_seconds,
+            async_quota_rows_per_second: file.async_quota_rows_per_second,
+            async_visible_after: Duration::from_millis(file.async_visible_after_ms),
+            throttle_retry_after: file.throttle_retry_after_ms.map(Duration::from_millis),
         };
         if config.collections.is_empty() {
             anyhow::bail!("the emulator collections file declares no [[collections]]");

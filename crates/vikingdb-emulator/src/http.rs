@@ -2,7 +2,8 @@
 //! ids, fault injection and the admin endpoints.
 //!
 //! Owns: the order of a request's life (latency → auth → parse → locate → validate → quota →
-//! faults → apply → answer) and the stats it records.
+//! faults → apply or queue (async) → answer), applying due async upserts before any access to a
+//! collection, and the stats it records.
 //! Never: validates values itself (that is `store`), checks signatures itself (that is `auth`),
 //! logs a header value or a body, or panics on request data. The admin endpoints are
 //! unauthenticated by design: this is a local test tool.
@@ -24,12 +25,13 @@ use serde_json::{Map, Value, json};
 use vikingdb_types::Op;
 
 use super::auth::{Incoming, Verifier};
-use super::store::{Collection, Failure, Locator, Prepared, prepare_ids, prepare_rows};
+use super::store::{Applied, Collection, Failure, Locator, Pool, Prepared, prepare_ids, prepare_rows};
 use super::{AccessKey, CollectionStats, EmulatorConfig, FaultConfig, Stats, UpdateMissing};
 
 /// Largest request body read (bytes); larger bodies are refused with 400.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 const V2_SUCCESS_MESSAGE: &str = "The API call was executed successfully.";
+const ASYNC_ONLY_UPSERT: &str = "`async` is only for upserts into non-vectorize collections";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
@@ -126,6 +128,7 @@ pub(crate) struct Shared {
     api_keys: Vec<String>,
     max_clock_skew: Duration,
     update_missing: UpdateMissing,
+    throttle_retry_after: Option<Duration>,
     collections: Vec<Mutex<Collection>>,
     stats: Mutex<Stats>,
     faults: Mutex<FaultConfig>,
@@ -139,11 +142,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(config: EmulatorConfig) -> Self {
-        let collections: Vec<Mutex<Collection>> = config
-            .collections
+    pub fn new(mut config: EmulatorConfig) -> Self {
+        let now = Instant::now();
+        let collections: Vec<Mutex<Collection>> = std::mem::take(&mut config.collections)
             .into_iter()
-            .map(|spec| Mutex::new(Collection::new(spec)))
+            .map(|spec| Mutex::new(Collection::new(spec, &config, now)))
             .collect();
         let mut stats = Stats::default();
         for c in &collections {
@@ -156,6 +159,7 @@ impl Shared {
             api_keys: config.api_keys,
             max_clock_skew: config.max_clock_skew,
             update_missing: config.update_missing,
+            throttle_retry_after: config.throttle_retry_after,
             collections,
             stats: Mutex::new(stats),
             faults: Mutex::new(config.faults),
@@ -165,13 +169,49 @@ impl Shared {
     }
 
     pub fn stats(&self) -> Stats {
+        self.apply_due_async();
         let mut stats = lock(&self.stats).clone();
         let now = Instant::now();
         for c in &self.collections {
             let c = lock(c);
-            stats.collections.entry(c.label().to_string()).or_default().live_records = c.live_count(now);
+            let entry = stats.collections.entry(c.label().to_string()).or_default();
+            entry.live_records = c.live_count(now);
+            entry.pending_async_rows = c.pending_rows();
         }
         stats
+    }
+
+    /// Locks a collection after applying its async upserts that are due (and counting them).
+    fn open<'a>(&self, cell: &'a Mutex<Collection>) -> MutexGuard<'a, Collection> {
+        let mut c = lock(cell);
+        let applied: Applied = c.apply_due(Instant::now());
+        if applied.upserted > 0 {
+            let label = c.label().to_string();
+            self.record_stats(|s| {
+                s.rows_applied_upsert += applied.upserted;
+                s.rows_applied_async += applied.upserted;
+                let cs = s.collections.entry(label).or_default();
+                cs.rows_applied_upsert += applied.upserted;
+                cs.rows_applied_async += applied.upserted;
+            });
+        }
+        c
+    }
+
+    /// Applies every collection's due async upserts.
+    pub fn apply_due_async(&self) {
+        for c in &self.collections {
+            drop(self.open(c));
+        }
+    }
+
+    /// When the last pending async upsert (of any collection) falls due.
+    pub fn last_async_due(&self) -> Option<Instant> {
+        self.collections.iter().filter_map(|c| lock(c).last_due()).max()
+    }
+
+    pub fn pending_async_rows(&self) -> u64 {
+        self.collections.iter().map(|c| lock(c).pending_rows()).sum()
     }
 
     pub fn set_faults(&self, faults: FaultConfig) {
@@ -198,7 +238,7 @@ impl Shared {
     }
 
     pub fn records(&self, name: &str) -> Option<std::collections::BTreeMap<String, Map<String, Value>>> {
-        self.find_any(name).map(|c| lock(c).live(Instant::now()))
+        self.find_any(name).map(|c| self.open(c).live(Instant::now()))
     }
 
     fn record_stats(&self, f: impl FnOnce(&mut Stats)) {
@@ -327,7 +367,13 @@ async fn data_plane(State(shared): State<Arc<Shared>>, req: Request, api: Api, o
             Reply::Fail(Failure::Internal("the request handler failed".into()))
         }
     };
-    let response = respond(api, &request_id, reply);
+    let mut response = respond(api, &request_id, reply);
+    if response.status() == StatusCode::TOO_MANY_REQUESTS
+        && let Some(after) = shared.throttle_retry_after
+        && let Ok(v) = HeaderValue::from_str(&retry_after_text(after))
+    {
+        response.headers_mut().insert("retry-after", v);
+    }
     tracing::debug!(
         api = ?api,
         op = op.name(),
@@ -336,6 +382,17 @@ async fn data_plane(State(shared): State<Arc<Shared>>, req: Request, api: Api, o
         "emulator request"
     );
     response
+}
+
+/// `Retry-After` in seconds, with millisecond decimals when needed (`1`, `0.25`).
+fn retry_after_text(after: Duration) -> String {
+    let ms = after.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}", ms / 1000)
+    } else {
+        let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+        text.trim_end_matches('0').to_string()
+    }
 }
 
 fn finish(shared: &Shared, outcome: Outcome) {
@@ -417,10 +474,12 @@ async fn process_inner(
     let label = lock(cell).label().to_string();
     shared.collection_stats(&label, |c| c.requests += 1);
 
+    // Only writes take `async` (fetch ignores it, as before).
+    let is_async = matches!(op, Action::Write(_)) && bool_param(&body, "async")?;
     let prepared = match op {
         Action::Fetch => {
             let ids = keys_param(api, &body, shared, op)?;
-            let c = lock(cell);
+            let c = shared.open(cell);
             let what = key_param_name(api);
             let keys = prepare_ids(&c.spec, what, &ids)?;
             return Ok((Reply::Success(Some(fetch(api, &c, &keys, &ids))), Outcome::Ok));
@@ -441,8 +500,10 @@ async fn process_inner(
             let ttl = ttl_param(&body)?;
             let given_ttl = body.contains_key("ttl").then_some(ttl);
             let ignore_unknown = bool_param(&body, "ignore_unknown_fields")?;
-            bool_param(&body, "async")?;
             let c = lock(cell);
+            if is_async && (op != Action::Write(Op::Upsert) || c.spec.vectorize) {
+                return Err(Failure::Invalid(ASYNC_ONLY_UPSERT.into()));
+            }
             let rows = prepare_rows(&c.spec, what, rows, op == Action::Write(Op::Upsert), ignore_unknown)?;
             if op == Action::Write(Op::Upsert) {
                 Prepared::Upsert { rows, ttl }
@@ -451,6 +512,9 @@ async fn process_inner(
             }
         }
         Action::Write(Op::Delete) => {
+            if is_async {
+                return Err(Failure::Invalid(ASYNC_ONLY_UPSERT.into()));
+            }
             if bool_param(&body, "del_all")? {
                 note_largest(shared, op, 1);
                 Prepared::DeleteAll
@@ -465,11 +529,37 @@ async fn process_inner(
     };
 
     let rows = prepared.quota_rows();
-    if !lock(cell).take_quota(rows) {
-        shared.record_stats(|s| s.throttled_rows += u64::from(rows));
-        shared.collection_stats(&label, |c| c.throttled_rows += u64::from(rows));
+    let pool = if is_async { Pool::Async } else { Pool::Sync };
+    let admitted = lock(cell).take_quota(pool, rows, Instant::now());
+    let n = u64::from(rows);
+    let count = |throttled: &mut u64, throttled_async: &mut u64, sync: &mut u64, asy: &mut u64| match (admitted, pool) {
+        (false, Pool::Sync) => *throttled += n,
+        (false, Pool::Async) => {
+            *throttled += n;
+            *throttled_async += n;
+        }
+        (true, Pool::Sync) => *sync += n,
+        (true, Pool::Async) => *asy += n,
+    };
+    shared.record_stats(|s| {
+        count(
+            &mut s.throttled_rows,
+            &mut s.throttled_rows_async,
+            &mut s.rows_accepted_sync,
+            &mut s.rows_accepted_async,
+        );
+        let c = s.collections.entry(label.clone()).or_default();
+        count(
+            &mut c.throttled_rows,
+            &mut c.throttled_rows_async,
+            &mut c.rows_accepted_sync,
+            &mut c.rows_accepted_async,
+        );
+    });
+    if !admitted {
+        let which = if is_async { "async upsert" } else { "row" };
         return Err(Failure::Throttled(format!(
-            "the collection's row quota cannot take {rows} more rows now"
+            "the collection's {which} quota cannot take {rows} more rows now"
         )));
     }
 
@@ -491,7 +581,14 @@ async fn process_inner(
         Fault::DropBefore => return Ok((Reply::Drop, Outcome::DropBefore)),
         _ => {}
     }
-    let applied = lock(cell).apply(&prepared, shared.update_missing, Instant::now())?;
+    let applied = if is_async {
+        lock(cell).enqueue_async(prepared, Instant::now());
+        Applied::default()
+    } else {
+        shared
+            .open(cell)
+            .apply(&prepared, shared.update_missing, Instant::now())?
+    };
     shared.record_stats(|s| {
         s.rows_applied_upsert += applied.upserted;
         s.rows_applied_update += applied.updated;
@@ -508,7 +605,9 @@ async fn process_inner(
         tokio::time::sleep(slow_delay).await;
     }
     if matches!(fault, Fault::ErrorAfter | Fault::DropAfter) {
-        let rows = applied.upserted + applied.updated + applied.deleted;
+        // Queued async rows will land: they count as unacknowledged too.
+        let queued = if is_async { n } else { 0 };
+        let rows = applied.upserted + applied.updated + applied.deleted + queued;
         shared.record_stats(|s| s.rows_applied_unacknowledged += rows);
     }
     Ok(match fault {
@@ -765,7 +864,7 @@ async fn admin_dump(State(shared): State<Arc<Shared>>, Query(query): Query<DumpQ
                 .collections
                 .iter()
                 .map(|c| {
-                    let c = lock(c);
+                    let c = shared.open(c);
                     let records = serde_json::to_value(c.live(now)).unwrap_or(Value::Null);
                     (c.label().to_string(), records)
                 })

@@ -73,9 +73,16 @@
 //!   expires). An update's `ttl` (when the request has one; `null` counts as 0, as py-v1 sends it) replaces
 //!   the record's TTL; an update without `ttl` keeps it. Expired records are invisible to
 //!   fetch, dump, `records()` and update (lazy expiry).
-//! - `async: true` is accepted and applied synchronously (visible at once, same quota pool).
-//! - Quota: rows of upsert, update and delete share one pool per collection (`del_all` costs
-//!   1 row); fetch is not limited. Burst is `max(quota, 100)`.
+//! - Quota: a strict token bucket in rows per collection, shared by sync upsert, update and
+//!   delete of every client (`del_all` costs 1 row); fetch is not limited. Capacity =
+//!   max(quota × `quota_burst_seconds`, 1) rows, full at start, refilled continuously at the
+//!   quota. A request of n rows is admitted when tokens ≥ min(n, capacity), and then n is
+//!   subtracted: a request bigger than the bucket is admitted only when the bucket is full and
+//!   leaves a debt that must refill before anything else fits. Otherwise 429.
+//! - `async: true` on an upsert (V2 `upsert`, V1 `upsert_data`) of a non-vectorize collection:
+//!   validated at request time, paced by a second bucket (`async_quota_rows_per_second`, default
+//!   10 × the sync quota, same rule), and applied `async_visible_after` later, in arrival order.
+//!   `async: true` on update, delete or a vectorize collection is refused as invalid.
 //! - Faults apply to write requests after authentication, validation and quota; latency and
 //!   jitter apply to every data-plane request. A slow request sleeps either before or after
 //!   applying (chosen at random, like `drop_connection`).
@@ -106,7 +113,10 @@ pub use vikingdb_types::FieldType;
 pub use cli::{EmulatorArgs, run_cli};
 
 /// One emulated collection.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Default` is an unusable spec (no name, no fields); it exists so that struct literals can end
+/// with `..Default::default()` and keep compiling when fields are added.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CollectionSpec {
     pub name: String,
     /// Name of the primary-key field; it must be in `fields` with type int64 or string.
@@ -117,7 +127,8 @@ pub struct CollectionSpec {
     pub dim: Option<usize>,
     /// A vectorize collection: ≤ 1 row per upsert/update, no `vector` field.
     pub vectorize: bool,
-    /// Rows per second shared by upsert, update and delete; 0 = unlimited.
+    /// Rows per second shared by sync upsert, update and delete (a token bucket, see
+    /// [`EmulatorConfig::quota_burst_seconds`]); 0 = unlimited.
     pub quota_rows_per_second: u32,
     /// V2 locator alternative to `collection_name`.
     pub resource_id: Option<String>,
@@ -258,7 +269,26 @@ pub struct EmulatorConfig {
     pub update_missing: UpdateMissing,
     /// How far `X-Date` may be from the emulator's clock.
     pub max_clock_skew: Duration,
+    /// Capacity of every quota bucket, in seconds of its quota: capacity = max(quota × this, 1)
+    /// rows. Must be finite and > 0. Default 0.1.
+    pub quota_burst_seconds: f64,
+    /// Async upsert rows/s of each collection (a bucket separate from the sync one). `None` = 10 ×
+    /// the collection's `quota_rows_per_second` (so unlimited when that is 0); `Some(0)` =
+    /// unlimited.
+    pub async_quota_rows_per_second: Option<u32>,
+    /// How long after its request an async upsert becomes visible. Default 1 s.
+    pub async_visible_after: Duration,
+    /// When set, a throttle answer carries `Retry-After` with this delay (in seconds, with
+    /// millisecond decimals). Default none, as real VikingDB is not documented to send one.
+    pub throttle_retry_after: Option<Duration>,
 }
+
+/// Default of [`EmulatorConfig::quota_burst_seconds`].
+pub const DEFAULT_QUOTA_BURST_SECONDS: f64 = 0.1;
+/// Default of [`EmulatorConfig::async_visible_after`] (ms).
+pub const DEFAULT_ASYNC_VISIBLE_AFTER_MS: u64 = 1000;
+/// The async quota of a collection is this many times its sync quota unless configured.
+pub const ASYNC_QUOTA_FACTOR: u32 = 10;
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -270,13 +300,21 @@ impl Default for EmulatorConfig {
             seed: 0,
             update_missing: UpdateMissing::Error,
             max_clock_skew: Duration::from_secs(15 * 60),
+            quota_burst_seconds: DEFAULT_QUOTA_BURST_SECONDS,
+            async_quota_rows_per_second: None,
+            async_visible_after: Duration::from_millis(DEFAULT_ASYNC_VISIBLE_AFTER_MS),
+            throttle_retry_after: None,
         }
     }
 }
 
 impl EmulatorConfig {
-    /// Checks the collections (valid specs, no duplicate locators) and the faults.
+    /// Checks the collections (valid specs, no duplicate locators), the burst and the faults.
     pub fn check(&self) -> Result<(), String> {
+        let burst = self.quota_burst_seconds;
+        if !(burst.is_finite() && burst > 0.0) {
+            return Err(format!("quota_burst_seconds must be a finite number > 0, got {burst}"));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for c in &self.collections {
             c.check()?;
@@ -334,8 +372,16 @@ pub struct Stats {
     /// Update rows skipped because the key was missing (`UpdateMissing::Ignore`).
     pub rows_ignored_update: u64,
     pub del_all_applied: u64,
-    /// Rows of requests refused by the quota.
+    /// Rows of requests refused by a quota bucket (sync or async).
     pub throttled_rows: u64,
+    /// The part of `throttled_rows` refused by the async upsert bucket.
+    pub throttled_rows_async: u64,
+    /// Rows admitted by the sync bucket (sync upsert, update, delete; `del_all` counts 1).
+    pub rows_accepted_sync: u64,
+    /// Rows admitted by the async upsert bucket.
+    pub rows_accepted_async: u64,
+    /// Async upsert rows that reached the store (also counted in `rows_applied_upsert`).
+    pub rows_applied_async: u64,
     /// Largest row count seen in one upsert or update request (counted once the body parses,
     /// refused requests included).
     pub largest_write_request_rows: u64,
@@ -356,8 +402,14 @@ pub struct CollectionStats {
     pub rows_applied_update: u64,
     pub rows_applied_delete: u64,
     pub throttled_rows: u64,
+    pub throttled_rows_async: u64,
+    pub rows_accepted_sync: u64,
+    pub rows_accepted_async: u64,
+    pub rows_applied_async: u64,
     /// Live (unexpired) records when the stats were taken.
     pub live_records: u64,
+    /// Async upsert rows accepted but not yet visible when the stats were taken.
+    pub pending_async_rows: u64,
 }
 
 /// A running emulator. Dropping it stops the server too (without waiting).
@@ -428,8 +480,24 @@ impl Emulator {
         self.shared.set_faults(faults.clamped());
     }
 
+    /// Waits until no async upsert is pending in any collection, applying each as it falls due
+    /// (async writes that arrive meanwhile are waited for too). Returns at once when none is
+    /// pending.
+    pub async fn settle(&self) {
+        while let Some(due) = self.shared.last_async_due() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+            self.shared.apply_due_async();
+        }
+    }
+
+    /// Async upsert rows accepted but not yet visible, over every collection.
+    pub fn pending_async_rows(&self) -> u64 {
+        self.shared.pending_async_rows()
+    }
+
     /// Live (unexpired) records keyed by PK text (string PK as-is, int PK in decimal); `None` when
-    /// no collection has that name (resource_id and alias are accepted too).
+    /// no collection has that name (resource_id and alias are accepted too). Async upserts whose
+    /// delay has passed are applied first; pending ones are not shown (see [`Emulator::settle`]).
     pub fn records(&self, collection: &str) -> Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>> {
         self.shared.records(collection)
     }

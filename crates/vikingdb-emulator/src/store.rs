@@ -1,19 +1,17 @@
 //! The emulated collections: records, request validation against the schema, atomic apply, TTL
-//! and per-collection row quotas.
+//! per-collection row quotas and pending async upserts.
 //!
 //! Owns: what a valid row / id is, what upsert, update and delete do to the records, when a
-//! record has expired, and the row-quota limiters.
+//! record has expired, the row-quota token buckets, and when an async upsert lands.
 //! Never: knows about HTTP, envelopes, V1/V2 field names or faults; applies part of a request
 //! (every check runs before the first change); panics on request data.
 
-use std::collections::BTreeMap;
-use std::num::NonZeroU32;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
 
-use super::{CollectionSpec, UpdateMissing};
+use super::{ASYNC_QUOTA_FACTOR, CollectionSpec, EmulatorConfig, UpdateMissing};
 use vikingdb_types::{FieldType, MAX_ROWS_PER_REQUEST as MAX_ROWS};
 
 /// At most this many rows in one upsert or update of a vectorize collection.
@@ -93,23 +91,96 @@ impl Stored {
     }
 }
 
+/// A strict token bucket in rows, as a server-side quota.
+///
+/// Capacity = max(rate × burst_seconds, 1) rows; it starts full and refills continuously at
+/// `rate` rows/s up to capacity. A request of n rows is admitted when tokens ≥ min(n, capacity),
+/// and then n is subtracted. Tokens can go negative: a request bigger than the bucket is admitted
+/// only when the bucket is full, and its debt must be paid back before the next one fits.
+#[derive(Debug, Clone)]
+pub(crate) struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// `None` for a rate of 0 (unlimited).
+    pub fn new(rows_per_second: u32, burst_seconds: f64, now: Instant) -> Option<Self> {
+        if rows_per_second == 0 {
+            return None;
+        }
+        let rate = f64::from(rows_per_second);
+        let capacity = (rate * burst_seconds).max(1.0);
+        Some(Bucket {
+            rate,
+            capacity,
+            tokens: capacity,
+            last: now,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> f64 {
+        self.capacity
+    }
+
+    /// Takes `rows` when they are admitted now (see the type's rule); false leaves the bucket
+    /// as it was (apart from refilling).
+    pub fn try_take(&mut self, rows: u32, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.last = now.max(self.last);
+        let rows = f64::from(rows);
+        // A small tolerance so that a bucket refilled to exactly n in floating point admits n.
+        if self.tokens + 1e-9 >= rows.min(self.capacity) {
+            self.tokens -= rows;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Which quota bucket a write is charged to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pool {
+    Sync,
+    Async,
+}
+
+/// An accepted async upsert, waiting for its due time.
+#[derive(Debug, Clone)]
+struct PendingUpsert {
+    due: Instant,
+    op: Prepared,
+}
+
 /// One collection and its records.
 pub(crate) struct Collection {
     pub spec: CollectionSpec,
     records: BTreeMap<String, Stored>,
-    limiter: Option<DefaultDirectRateLimiter>,
+    sync_bucket: Option<Bucket>,
+    async_bucket: Option<Bucket>,
+    async_delay: Duration,
+    /// Accepted async upserts in arrival order (so in due order: the delay is constant).
+    pending: VecDeque<PendingUpsert>,
 }
 
 impl Collection {
-    pub fn new(spec: CollectionSpec) -> Self {
-        let limiter = NonZeroU32::new(spec.quota_rows_per_second).map(|q| {
-            let burst = NonZeroU32::new(q.get().max(MAX_ROWS as u32)).unwrap_or(q);
-            RateLimiter::direct(Quota::per_second(q).allow_burst(burst))
-        });
+    pub fn new(spec: CollectionSpec, config: &EmulatorConfig, now: Instant) -> Self {
+        let burst = config.quota_burst_seconds;
+        let async_quota = config
+            .async_quota_rows_per_second
+            .unwrap_or(spec.quota_rows_per_second.saturating_mul(ASYNC_QUOTA_FACTOR));
         Collection {
+            sync_bucket: Bucket::new(spec.quota_rows_per_second, burst, now),
+            async_bucket: Bucket::new(async_quota, burst, now),
+            async_delay: config.async_visible_after,
             spec,
             records: BTreeMap::new(),
-            limiter,
+            pending: VecDeque::new(),
         }
     }
 
@@ -132,12 +203,45 @@ impl Collection {
         }
     }
 
-    /// Takes `rows` from the quota; false when they do not fit now.
-    pub fn take_quota(&self, rows: u32) -> bool {
-        match (&self.limiter, NonZeroU32::new(rows)) {
-            (Some(limiter), Some(n)) => matches!(limiter.check_n(n), Ok(Ok(()))),
-            _ => true,
+    /// Takes `rows` from the pool's bucket; false when they do not fit now.
+    pub fn take_quota(&mut self, pool: Pool, rows: u32, now: Instant) -> bool {
+        let bucket = match pool {
+            Pool::Sync => &mut self.sync_bucket,
+            Pool::Async => &mut self.async_bucket,
+        };
+        bucket.as_mut().is_none_or(|b| b.try_take(rows, now))
+    }
+
+    /// Queues a validated upsert to be applied `async_visible_after` from `now`.
+    pub fn enqueue_async(&mut self, op: Prepared, now: Instant) {
+        let due = now.checked_add(self.async_delay).unwrap_or(now);
+        // Keep due times monotonic, so arrival order is apply order.
+        let due = self.pending.back().map_or(due, |p| p.due.max(due));
+        self.pending.push_back(PendingUpsert { due, op });
+    }
+
+    /// Applies the pending async upserts due by `now`, in arrival order, each as of its due time
+    /// (a TTL counts from then).
+    pub fn apply_due(&mut self, now: Instant) -> Applied {
+        let mut total = Applied::default();
+        while self.pending.front().is_some_and(|p| p.due <= now) {
+            let Some(p) = self.pending.pop_front() else { break };
+            // An upsert never fails to apply (it was validated when accepted).
+            if let Ok(a) = self.apply(&p.op, UpdateMissing::Error, p.due) {
+                total.upserted += a.upserted;
+            }
         }
+        total
+    }
+
+    /// When the last pending async upsert falls due.
+    pub fn last_due(&self) -> Option<Instant> {
+        self.pending.back().map(|p| p.due)
+    }
+
+    /// Rows accepted as async upserts and not applied yet.
+    pub fn pending_rows(&self) -> u64 {
+        self.pending.iter().map(|p| u64::from(p.op.quota_rows())).sum()
     }
 
     /// Applies a validated write atomically: on error nothing has changed.
@@ -489,6 +593,28 @@ fn kind(v: &Value) -> &'static str {
 mod unit {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn bucket_rule() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // 100 rows/s × 0.1 s = 10 rows of capacity.
+        let mut b = Bucket::new(100, 0.1, t0).expect("limited");
+        assert_eq!(b.capacity(), 10.0);
+        assert!(b.try_take(6, t0));
+        assert!(b.try_take(4, t0));
+        assert!(!b.try_take(1, t0), "empty");
+        assert!(b.try_take(1, at(10)), "1 row refilled after 10 ms");
+        // Bigger than the bucket: only when full, then a debt of 15 rows.
+        assert!(!b.try_take(25, at(100)), "9 tokens < capacity");
+        assert!(b.try_take(25, at(110)), "full bucket admits 25 rows");
+        assert!(!b.try_take(1, at(200)), "debt: -15 + 9 = -6 tokens");
+        assert!(!b.try_take(1, at(260)), "0 tokens < 1");
+        assert!(b.try_take(1, at(270)), "1 token");
+        // Tiny quotas still hold one row; unlimited has no bucket.
+        assert_eq!(Bucket::new(1, 0.1, t0).expect("limited").capacity(), 1.0);
+        assert!(Bucket::new(0, 0.1, t0).is_none());
+    }
 
     #[test]
     fn checks_scalar_formats() {

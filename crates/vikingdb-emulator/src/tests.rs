@@ -752,14 +752,372 @@ async fn quota_throttles_rows() {
     let s = e.stats();
     assert_eq!(s.throttled, 2);
     assert_eq!(s.throttled_rows, 102);
+    assert_eq!(s.throttled_rows_async, 0);
+    assert_eq!(s.rows_accepted_sync, 100);
     assert_eq!(s.collections["limited"].throttled_rows, 102);
+    assert_eq!(s.collections["limited"].rows_accepted_sync, 100);
     assert_eq!(e.records("limited").expect("limited").len(), 100);
-    // The pool refills at 1 row/s (the burst is max(quota, 100)).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The 1-row bucket admitted 100 rows because it was full: a debt of 99 rows (99 s at 1 row/s)
+    // blocks even a single row now. No Retry-After unless configured.
+    let resp = c
+        .send_signed(
+            Method::POST,
+            "/api/collection/del_data",
+            "air",
+            &json!({"collection_name": "limited", "primary_keys": "a1"}),
+        )
+        .await
+        .expect("sent");
+    assert!(resp.headers().get("retry-after").is_none());
+    assert_v1_err(&decode(resp).await, 429, 1000029);
+}
+
+/// Collections for the bucket tests: `q` has 10 rows/s; with 0.5 s of burst its bucket holds 5.
+fn quota_config() -> EmulatorConfig {
+    let mut q = CollectionSpec::new("q", "id", &[("id", T::String), ("title", T::String)]);
+    q.quota_rows_per_second = 10;
+    let mut vz = CollectionSpec::new("vz", "id", &[("id", T::String), ("text", T::Text)]);
+    vz.vectorize = true;
+    EmulatorConfig {
+        collections: vec![q, vz],
+        quota_burst_seconds: 0.5,
+        ..EmulatorConfig::default()
+    }
+}
+
+fn q_rows(prefix: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("{prefix}{i}"), "title": "t"}))
+        .collect()
+}
+
+/// Sends `count` 1-row V2 upserts to `q` back to back; returns (accepted, refused, elapsed).
+async fn burst_of_single_rows(c: &Client, prefix: &str, count: usize) -> (u64, u64, f64) {
+    let start = Instant::now();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..count {
+        let got = c
+            .v2(
+                "upsert",
+                json!({"collection_name": "q", "data": q_rows(&format!("{prefix}{i}-"), 1)}),
+            )
+            .await;
+        match got.0.as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_v2_err(&got, 429, "RequestLimitExceeded");
+                refused += 1;
+            }
+            _ => panic!("unexpected answer {got:?}"),
+        }
+    }
+    (ok, refused, start.elapsed().as_secs_f64())
+}
+
+#[tokio::test]
+async fn bucket_refuses_a_burst_beyond_capacity_and_refills() {
+    let e = emu_with(quota_config()).await;
+    let c = Client::new(&e);
+    // Capacity 5, refill 10 rows/s: a full bucket admits 5 rows plus what refills meanwhile.
+    let (ok, refused, elapsed) = burst_of_single_rows(&c, "a", 12).await;
+    assert!(ok >= 5, "a full bucket admits its capacity: {ok}");
+    assert!(
+        ok as f64 <= 5.0 + 10.0 * elapsed + 1e-6,
+        "{ok} rows accepted in {elapsed} s"
+    );
+    if elapsed < 0.6 {
+        assert!(refused > 0, "{ok} accepted, {refused} refused in {elapsed} s");
+    }
+    let s = e.stats();
+    assert_eq!(s.rows_accepted_sync, ok);
+    assert_eq!(s.throttled, refused);
+    assert_eq!(s.throttled_rows, refused);
+    assert_eq!(s.collections["q"].rows_accepted_sync, ok);
+    assert_eq!(e.records("q").expect("q").len() as u64, ok);
+    // 0.6 s refills at least 6 rows, capped at the capacity of 5: the same again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (ok2, refused2, elapsed2) = burst_of_single_rows(&c, "b", 8).await;
+    assert!(ok2 >= 5, "the bucket refilled to its capacity: {ok2}");
+    assert!(ok2 as f64 <= 5.0 + 10.0 * elapsed2 + 1e-6, "{ok2} rows in {elapsed2} s");
+    if elapsed2 < 0.3 {
+        assert!(refused2 > 0, "the refill is capped at the capacity");
+    }
+    assert_eq!(e.stats().rows_accepted_sync, ok + ok2);
+}
+
+#[tokio::test]
+async fn a_request_larger_than_the_bucket_needs_it_full_then_leaves_a_debt() {
+    let e = emu_with(quota_config()).await;
+    let c = Client::new(&e);
+    let start = Instant::now();
     assert_ok(
-        &c.v1("del_data", json!({"collection_name": "limited", "primary_keys": "a1"}))
+        &c.v2("upsert", json!({"collection_name": "q", "data": q_rows("a", 1)}))
             .await,
     );
+    // 4 of 5 tokens left: 20 rows (more than the bucket) need a full bucket.
+    let got = c
+        .v2("upsert", json!({"collection_name": "q", "data": q_rows("b", 20)}))
+        .await;
+    if start.elapsed() < Duration::from_millis(100) {
+        assert_v2_err(&got, 429, "RequestLimitExceeded");
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let admitted = Instant::now();
+    assert_ok(
+        &c.v2("upsert", json!({"collection_name": "q", "data": q_rows("c", 20)}))
+            .await,
+    );
+    // Tokens are now 5 - 20 = -15: 1.6 s at 10 rows/s before one row fits again, for every op
+    // and API alike (the bucket is the collection's).
+    let del = c
+        .v1("del_data", json!({"collection_name": "q", "primary_keys": ["a0"]}))
+        .await;
+    let upd = c
+        .v2(
+            "update",
+            json!({"collection_name": "q", "data": [{"id": "a0", "title": "u"}]}),
+        )
+        .await;
+    if admitted.elapsed() < Duration::from_millis(1600) {
+        assert_v1_err(&del, 429, 1000029);
+        assert_v2_err(&upd, 429, "RequestLimitExceeded");
+    }
+    let records = e.records("q").expect("q");
+    assert!(records.contains_key("c19") && records.contains_key("a0"), "{records:?}");
+    assert_eq!(e.stats().rows_accepted_sync, 21);
+}
+
+#[tokio::test]
+async fn throttle_answers_carry_retry_after_only_when_configured() {
+    let mut cfg = quota_config();
+    cfg.throttle_retry_after = Some(Duration::from_millis(250));
+    let e = emu_with(cfg).await;
+    let c = Client::new(&e);
+    assert_ok(
+        &c.v2("upsert", json!({"collection_name": "q", "data": q_rows("a", 50)}))
+            .await,
+    );
+    let resp = c
+        .send_signed(
+            Method::POST,
+            "/api/vikingdb/data/upsert",
+            "vikingdb",
+            &json!({"collection_name": "q", "data": q_rows("b", 1)}),
+        )
+        .await
+        .expect("sent");
+    let header = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    assert_v2_err(&decode(resp).await, 429, "RequestLimitExceeded");
+    assert_eq!(header.as_deref(), Some("0.25"));
+}
+
+#[tokio::test]
+async fn async_upserts_are_invisible_until_due_and_visible_after_settle() {
+    let mut cfg = config();
+    cfg.async_visible_after = Duration::from_millis(700);
+    let e = emu_with(cfg).await;
+    let c = Client::new(&e);
+    e.settle().await; // nothing pending: returns at once
+    let sent = Instant::now();
+    assert_ok(
+        &c.v2(
+            "upsert",
+            json!({"collection_name": "docs", "data": [row("x"), row("y")], "async": true}),
+        )
+        .await,
+    );
+    assert_ok(
+        &c.v1(
+            "upsert_data",
+            json!({"collection_name": "docs", "fields": [row("z")], "async": true}),
+        )
+        .await,
+    );
+    // Arrival order at the due time: the second async upsert of `x` wins, and it also lands after
+    // this sync upsert (sent later, applied at once).
+    let mut tagged = row("x");
+    tagged["tag"] = json!("async-last");
+    assert_ok(
+        &c.v2(
+            "upsert",
+            json!({"collection_name": "docs", "data": [tagged], "async": true}),
+        )
+        .await,
+    );
+    let mut sync = row("x");
+    sync["tag"] = json!("sync");
+    assert_ok(&c.v2("upsert", json!({"collection_name": "docs", "data": [sync]})).await);
+    // A bad async row is refused synchronously; nothing of it is queued.
+    let bad = c
+        .v2(
+            "upsert",
+            json!({"collection_name": "docs", "data": [{"id": "w", "vec": [1]}], "async": true}),
+        )
+        .await;
+    assert_v2_err(&bad, 400, "InvalidParameter");
+
+    let fetched = c
+        .v2(
+            "fetch_in_collection",
+            json!({"collection_name": "docs", "ids": ["y", "z"]}),
+        )
+        .await;
+    let records = e.records("docs").expect("docs");
+    let stats = e.stats();
+    if sent.elapsed() < Duration::from_millis(700) {
+        assert_eq!(fetched.1["result"]["ids_not_exist"], json!(["y", "z"]), "{fetched:?}");
+        assert_eq!(records.keys().collect::<Vec<_>>(), vec!["x"]);
+        assert_eq!(records["x"]["tag"], json!("sync"));
+        assert_eq!(stats.collections["docs"].pending_async_rows, 4);
+        assert_eq!(e.pending_async_rows(), 4);
+        assert_eq!(stats.rows_applied_async, 0);
+    }
+    assert_eq!(stats.rows_accepted_async, 4);
+    assert_eq!(stats.rows_accepted_sync, 1);
+
+    e.settle().await;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(700),
+        "settle waits for the delay"
+    );
+    assert_eq!(e.pending_async_rows(), 0);
+    let records = e.records("docs").expect("docs");
+    assert_eq!(records.keys().collect::<Vec<_>>(), vec!["x", "y", "z"]);
+    assert_eq!(records["x"]["tag"], json!("async-last"));
+    let fetched = c
+        .v2(
+            "fetch_in_collection",
+            json!({"collection_name": "docs", "ids": ["y", "z"]}),
+        )
+        .await;
+    assert_eq!(fetched.1["result"]["ids_not_exist"], json!([]), "{fetched:?}");
+    let stats = e.stats();
+    assert_eq!(stats.rows_applied_async, 4);
+    assert_eq!(stats.rows_applied_upsert, 5);
+    assert_eq!(stats.collections["docs"].rows_applied_async, 4);
+    assert_eq!(stats.collections["docs"].pending_async_rows, 0);
+}
+
+#[tokio::test]
+async fn async_is_refused_on_update_delete_and_vectorize() {
+    let e = emu().await;
+    let c = Client::new(&e);
+    assert_ok(
+        &c.v2("upsert", json!({"collection_name": "docs", "data": [row("a")]}))
+            .await,
+    );
+    let check_v2 = |got: (StatusCode, Value)| {
+        assert_v2_err(&got, 400, "InvalidParameter");
+        assert!(
+            got.1["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("only for upserts")),
+            "{got:?}"
+        );
+    };
+    check_v2(
+        c.v2(
+            "update",
+            json!({"collection_name": "docs", "data": [{"id": "a", "tag": "t"}], "async": true}),
+        )
+        .await,
+    );
+    check_v2(
+        c.v2(
+            "delete",
+            json!({"collection_name": "docs", "ids": ["a"], "async": true}),
+        )
+        .await,
+    );
+    check_v2(
+        c.v2(
+            "delete",
+            json!({"collection_name": "docs", "del_all": true, "async": true}),
+        )
+        .await,
+    );
+    check_v2(
+        c.v2(
+            "upsert",
+            json!({"collection_name": "vz", "data": [{"id": "v", "text": "hi"}], "async": true}),
+        )
+        .await,
+    );
+    let got = c
+        .v1(
+            "update_data",
+            json!({"collection_name": "docs", "fields": [{"id": "a", "tag": "t"}], "async": true}),
+        )
+        .await;
+    assert_v1_err(&got, 400, 1000003);
+    let got = c
+        .v1(
+            "del_data",
+            json!({"collection_name": "docs", "primary_keys": "a", "async": true}),
+        )
+        .await;
+    assert_v1_err(&got, 400, 1000003);
+    // `async: false` is fine everywhere.
+    assert_ok(
+        &c.v2(
+            "delete",
+            json!({"collection_name": "docs", "ids": ["zz"], "async": false}),
+        )
+        .await,
+    );
+    assert_eq!(e.records("docs").expect("docs").len(), 1);
+    assert_eq!(e.stats().rows_accepted_async, 0);
+}
+
+#[tokio::test]
+async fn async_and_sync_buckets_are_separate() {
+    // Sync: 4 rows/s, capacity 4. Async: the default 10 × 4 = 40 rows/s, capacity 40.
+    let mut cfg = quota_config();
+    cfg.quota_burst_seconds = 1.0;
+    cfg.collections[0].quota_rows_per_second = 4;
+    let e = emu_with(cfg).await;
+    let c = Client::new(&e);
+    let upsert = |prefix: &str, n: usize, is_async: bool| json!({"collection_name": "q", "data": q_rows(prefix, n), "async": is_async});
+    let start = Instant::now();
+    // Two 20-row async upserts fit the 40-row async bucket (with a 4-row one, only the first would).
+    assert_ok(&c.v2("upsert", upsert("a", 20, true)).await);
+    assert_ok(&c.v2("upsert", upsert("b", 20, true)).await);
+    // The sync bucket is untouched by them: full.
+    assert_ok(&c.v2("upsert", upsert("c", 4, false)).await);
+    let sync_more = c.v2("upsert", upsert("d", 1, false)).await;
+    let async_more = c.v2("upsert", upsert("e", 1, true)).await;
+    if start.elapsed() < Duration::from_millis(25) {
+        assert_v2_err(&async_more, 429, "RequestLimitExceeded");
+    }
+    if start.elapsed() < Duration::from_millis(250) {
+        assert_v2_err(&sync_more, 429, "RequestLimitExceeded");
+    }
+    let s = e.stats();
+    assert!(s.rows_accepted_async >= 40 && s.rows_accepted_sync >= 4, "{s:?}");
+    assert_eq!(s.throttled_rows, s.throttled_rows_async + u64::from(sync_more.0 == 429));
+    // With an explicit async quota of 2 rows/s (capacity 2), async is throttled while sync is not.
+    let mut cfg = quota_config();
+    cfg.async_quota_rows_per_second = Some(2);
+    cfg.quota_burst_seconds = 1.0;
+    let e = emu_with(cfg).await;
+    let c = Client::new(&e);
+    let start = Instant::now();
+    assert_ok(&c.v2("upsert", upsert("a", 2, true)).await);
+    let got = c
+        .v1(
+            "upsert_data",
+            json!({"collection_name": "q", "fields": q_rows("b", 1), "async": true}),
+        )
+        .await;
+    if start.elapsed() < Duration::from_millis(500) {
+        assert_v1_err(&got, 429, 1000029);
+        assert_eq!(e.stats().throttled_rows_async, 1);
+    }
+    assert_ok(&c.v2("upsert", upsert("c", 5, false)).await);
 }
 
 #[tokio::test]
@@ -1157,6 +1515,10 @@ fn collections_file_parses_and_refuses_unknown_keys() {
         seed = 42
         update_missing = "upsert"
         api_keys = ["k"]
+        quota_burst_seconds = 0.5
+        async_quota_rows_per_second = 300
+        async_visible_after_ms = 250
+        throttle_retry_after_ms = 1500
         [[keys]]
         access_key = "AK"
         secret_key = "SK"
@@ -1178,6 +1540,22 @@ fn collections_file_parses_and_refuses_unknown_keys() {
     assert_eq!(cfg.update_missing, UpdateMissing::Upsert);
     assert_eq!(cfg.faults.error_before, 0.1);
     assert_eq!(cfg.max_clock_skew, Duration::from_secs(900));
+    assert_eq!(cfg.quota_burst_seconds, 0.5);
+    assert_eq!(cfg.async_quota_rows_per_second, Some(300));
+    assert_eq!(cfg.async_visible_after, Duration::from_millis(250));
+    assert_eq!(cfg.throttle_retry_after, Some(Duration::from_millis(1500)));
+    let plain = EmulatorConfig::from_toml_str(
+        "[[collections]]\nname = \"c\"\nprimary_key = \"id\"\n[collections.fields]\nid = \"int64\"\n",
+    )
+    .expect("parses");
+    assert_eq!(plain.quota_burst_seconds, 0.1);
+    assert_eq!(plain.async_quota_rows_per_second, None);
+    assert_eq!(plain.async_visible_after, Duration::from_millis(1000));
+    assert_eq!(plain.throttle_retry_after, None);
+    assert!(
+        EmulatorConfig::from_toml_str(&text.replace("quota_burst_seconds = 0.5", "quota_burst_seconds = 0.0")).is_err(),
+        "the burst must be > 0"
+    );
     let c = &cfg.collections[0];
     assert_eq!(c.fields["tags"], T::ListString);
     assert_eq!(c.quota_rows_per_second, 1500);
