@@ -70,6 +70,8 @@ def fields(vectorize: bool) -> str:
 def start_emulator(binary: str, work: str, sc: dict) -> tuple[subprocess.Popen, str]:
     vectorize = sc.get("vectorize", False)
     cfg = f"""seed = 7
+quota_burst_seconds = 0.1
+{f'async_quota_rows_per_second = {sc["async_quota"]}' if "async_quota" in sc else ""}
 
 [[keys]]
 access_key = "{AK}"
@@ -83,8 +85,6 @@ name = "flow"
 primary_key = "id"
 vectorize = {str(vectorize).lower()}
 quota_rows_per_second = {sc["quota"]}
-quota_burst_seconds = 0.1
-{f'async_quota_rows_per_second = {sc["async_quota"]}' if "async_quota" in sc else ""}
 {"" if vectorize else f"dim = {DIM}"}
 [collections.fields]
 {fields(vectorize)}"""

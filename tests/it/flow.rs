@@ -67,7 +67,14 @@ async fn an_unknown_quota_is_found_and_nothing_is_lost() {
         let emu = start_emulator(vec![spec("items", quota, false)], FaultConfig::default(), 3).await;
         let data = rows(2400, 0, 5);
         write(&dir.path().join("rows.csv"), Fmt::Csv, &data, false);
-        let cfg = config_text(&emu.endpoint(), "v2", "items", false, ceiling, &[("rows.csv".into(), Some("upsert"))]);
+        let cfg = config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            ceiling,
+            &[("rows.csv".into(), Some("upsert"))],
+        );
         write_config(dir.path(), &auto(cfg));
         let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
         let shown = text(&out);
@@ -77,7 +84,10 @@ async fn an_unknown_quota_is_found_and_nothing_is_lost() {
         // The strict server throttled, the controller cut, and it settled near the quota.
         assert!(throttles(&out) > 0 && cuts >= 1, "{shown}");
         let rate = rate.unwrap_or_else(|| panic!("paced after a throttle: {shown}"));
-        assert!(rate <= u64::from(quota) * 3 / 2, "rate {rate} vs quota {quota}: {shown}");
+        assert!(
+            rate <= u64::from(quota) * 3 / 2,
+            "rate {rate} vs quota {quota}: {shown}"
+        );
         // Every throttle was counted by the server too, and nothing was applied twice or lost.
         assert_eq!(emu.stats().throttled, throttles(&out), "{shown}");
         emu.shutdown().await;
@@ -99,7 +109,14 @@ async fn latency_bound_writes_grow_the_concurrency() {
         body.push_str(&format!("d{i},text {i},tos://bucket/img{i}.jpg\n"));
     }
     std::fs::write(dir.path().join("docs.csv"), body).expect("write");
-    let cfg = config_text(&emu.endpoint(), "v2", "docs", true, 0, &[("docs.csv".into(), Some("upsert"))]);
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "docs",
+        true,
+        0,
+        &[("docs.csv".into(), Some("upsert"))],
+    );
     write_config(dir.path(), &auto(cfg));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
     let shown = text(&out);
@@ -120,7 +137,14 @@ async fn two_processes_share_one_collection_and_lose_nothing() {
     let rows_b = rows(1200, 100_000, 8);
     for (dir, data) in [(&a, &rows_a), (&b, &rows_b)] {
         write(&dir.path().join("rows.csv"), Fmt::Csv, data, false);
-        let cfg = config_text(&emu.endpoint(), "v2", "items", false, 1500, &[("rows.csv".into(), Some("upsert"))]);
+        let cfg = config_text(
+            &emu.endpoint(),
+            "v2",
+            "items",
+            false,
+            1500,
+            &[("rows.csv".into(), Some("upsert"))],
+        );
         write_config(dir.path(), &auto(cfg));
     }
     let args = ["run", "--config", "sync.toml", "--no-progress"];
@@ -137,13 +161,20 @@ async fn two_processes_share_one_collection_and_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_upserts_use_their_own_quota_and_reach_the_collection() {
     let dir = tempdir();
-    let mut s = spec("items", 200, false);
-    s.async_quota_rows_per_second = Some(5000);
-    let emu = start_emulator(vec![s], FaultConfig::default(), 3).await;
+    let mut config = emulator_config(vec![spec("items", 200, false)], FaultConfig::default(), 3);
+    config.async_quota_rows_per_second = Some(5000);
+    let emu = start_emulator_with(config).await;
     let data = rows(3000, 0, 9);
     write(&dir.path().join("rows.csv"), Fmt::Csv, &data, false);
-    let cfg = config_text(&emu.endpoint(), "v2", "items", false, 0, &[("rows.csv".into(), Some("upsert"))])
-        .replace("vectorize = false\n", "vectorize = false\nasync_upsert = true\n");
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("rows.csv".into(), Some("upsert"))],
+    )
+    .replace("vectorize = false\n", "vectorize = false\nasync_upsert = true\n");
     write_config(dir.path(), &auto(cfg));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
     let shown = text(&out);
@@ -163,7 +194,10 @@ async fn async_upserts_are_refused_where_they_could_lose_or_reorder_writes() {
     write(&dir.path().join("rows.csv"), Fmt::Csv, &rows(10, 0, 1), false);
     write(&dir.path().join("mixed.csv"), Fmt::Csv, &rows(10, 0, 1), true);
     let upsert = [("rows.csv".to_string(), Some("upsert"))];
-    let mixed = [("rows.csv".to_string(), Some("upsert")), ("mixed.csv".to_string(), None)];
+    let mixed = [
+        ("rows.csv".to_string(), Some("upsert")),
+        ("mixed.csv".to_string(), None),
+    ];
     for (api, vectorize, sources, needle) in [
         ("v1", false, &upsert[..], "api = \"v2\""),
         ("v2", true, &upsert[..], "vectorize"),

@@ -434,7 +434,12 @@ pub fn spec(name: &str, quota: u32, vectorize: bool) -> CollectionSpec {
 }
 
 pub async fn start_emulator(specs: Vec<CollectionSpec>, faults: FaultConfig, seed: u64) -> Emulator {
-    let config = EmulatorConfig {
+    start_emulator_with(emulator_config(specs, faults, seed)).await
+}
+
+/// The test keys, `specs`, `faults` and `seed`; everything else at the emulator's defaults.
+pub fn emulator_config(specs: Vec<CollectionSpec>, faults: FaultConfig, seed: u64) -> EmulatorConfig {
+    EmulatorConfig {
         collections: specs,
         keys: vec![AccessKey {
             access_key: AK.into(),
@@ -444,7 +449,10 @@ pub async fn start_emulator(specs: Vec<CollectionSpec>, faults: FaultConfig, see
         faults,
         seed,
         ..EmulatorConfig::default()
-    };
+    }
+}
+
+pub async fn start_emulator_with(config: EmulatorConfig) -> Emulator {
     vikingdb_emulator::start(config, "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("emulator starts")
