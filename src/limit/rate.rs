@@ -2,7 +2,7 @@
 //!
 //! Owns: pacing (one bucket per collection and write path, shared by every sender of the
 //! process), the fill rate's CUBIC curve (cut by [`BETA`] on a congestion event, back to the old
-//! rate after [`K_SECS`], then probing above it), one cut per congestion event (a throttle of a
+//! rate after K seconds, then probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a
 //! request sent before the last cut is the same event), `Retry-After` pauses, and the measured
 //! accepted rate. Never: sends, retries, or waits while holding its lock.
 //!
@@ -15,11 +15,15 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// CUBIC's multiplicative decrease (RFC 9438, AWS adaptive retry): a cut keeps 70% of the rate.
-pub const BETA: f64 = 0.7;
-/// Seconds from a cut back to the rate that was cut (CUBIC's K), at any scale: the curve is
-/// `W(t) = W_max · (1 + (1 − β) · ((t − K) / K)³)`, so it is concave up to `W_max` and probes
-/// above it afterwards (+30% of `W_max` after another K).
-pub const K_SECS: f64 = 4.0;
+pub const BETA: f64 = 0.8;
+/// CUBIC's scaling constant, in requests per second per s³ (RFC 9438 and the AWS SDKs use 0.4):
+/// the curve is `W(t) = C · (t − K)³ + W_max` with `K = ∛(W_max · (1 − β) / C)`, concave back to
+/// `W_max` and convex above it. Growth is absolute, the same for every writer at any rate, which
+/// is what lets several writers converge to fair shares. In rows it is `C × rows per request`.
+pub const C_REQUESTS: f64 = 0.4;
+/// Fast convergence applies when an event's rate is below this share of the previous `W_max`: a
+/// real loss of capacity (another writer arrived), not the noise of one flow at its quota.
+const FAST_CONVERGENCE: f64 = 0.9;
 /// How often the curve and the measured rate are brought up to date.
 const TICK: Duration = Duration::from_millis(250);
 /// Weight of the newest sample of the accepted rate.
@@ -36,6 +40,8 @@ pub struct RateController {
     /// Bucket size: one largest request. A request never waits for more than one request's worth
     /// of burst, and the server never sees a burst from this process.
     capacity: f64,
+    /// [`C_REQUESTS`] in rows.
+    c: f64,
     state: Mutex<State>,
 }
 
@@ -47,6 +53,8 @@ struct State {
     refilled: Instant,
     /// The rate at the last congestion event (after fast convergence).
     w_max: f64,
+    /// Seconds from the cut back to `w_max`.
+    k: f64,
     /// Where the curve starts (the last cut), moved forward while the bucket is not what limits.
     epoch: Instant,
     last_cut: Option<Instant>,
@@ -79,17 +87,21 @@ impl RateController {
         let ceiling = (ceiling > 0).then_some(f64::from(ceiling));
         let capacity = max_request_rows.max(1) as f64;
         let rate = ceiling.unwrap_or(0.0);
+        let c = C_REQUESTS * capacity;
+        let k = (rate * (1.0 - BETA) / c).cbrt();
         RateController {
             ceiling,
             capacity,
+            c,
             state: Mutex::new(State {
                 paced: ceiling.is_some(),
                 rate,
                 tokens: capacity,
                 refilled: now,
                 w_max: rate,
+                k,
                 // Start on the plateau: at the ceiling, probing upward (and capped there).
-                epoch: now.checked_sub(Duration::from_secs_f64(K_SECS)).unwrap_or(now),
+                epoch: now.checked_sub(Duration::from_secs_f64(k)).unwrap_or(now),
                 last_cut: None,
                 paused_until: None,
                 tick_start: now,
@@ -171,9 +183,8 @@ impl RateController {
     }
 
     fn curve(&self, s: &State, now: Instant) -> f64 {
-        let t = now.saturating_duration_since(s.epoch).as_secs_f64();
-        let x = (t - K_SECS) / K_SECS;
-        let rate = s.w_max * (1.0 + (1.0 - BETA) * x * x * x);
+        let x = now.saturating_duration_since(s.epoch).as_secs_f64() - s.k;
+        let rate = s.w_max + self.c * x * x * x;
         rate.clamp(MIN_RATE, self.ceiling.unwrap_or(f64::MAX))
     }
 
@@ -213,12 +224,13 @@ impl RateController {
         let base = base.min(self.ceiling.unwrap_or(f64::MAX));
         // Fast convergence (RFC 9438 §4.7): a flow cut below its previous maximum gives up some of
         // it, so that flows sharing the quota converge to fair shares.
-        s.w_max = if s.paced && base < s.w_max {
+        s.w_max = if s.paced && base < FAST_CONVERGENCE * s.w_max {
             base * (1.0 + BETA) / 2.0
         } else {
             base
         };
         s.rate = (BETA * base).max(MIN_RATE);
+        s.k = ((s.w_max - s.rate).max(0.0) / self.c).cbrt();
         s.tokens = s.tokens.min(0.0);
         s.refilled = now;
         s.epoch = now;
@@ -263,20 +275,21 @@ mod tests {
         let before = lim.acquire(100).await;
         tokio::time::advance(Duration::from_millis(10)).await;
         assert!(lim.throttled(before, None));
-        assert_eq!(lim.current_rate(), Some(700));
+        let cut = (1000.0 * BETA) as u32;
+        assert_eq!(lim.current_rate(), Some(cut));
         // Another request sent before the cut is the same event.
         assert!(!lim.throttled(before, None));
-        assert_eq!(lim.current_rate(), Some(700));
+        assert_eq!(lim.current_rate(), Some(cut));
         // A request sent after the cut and throttled again is a new event.
         tokio::time::advance(Duration::from_millis(200)).await;
         let after = lim.acquire(100).await;
         assert!(lim.throttled(after, None));
-        assert!(lim.current_rate().is_some_and(|r| r < 700));
+        assert!(lim.current_rate().is_some_and(|r| r < cut));
         assert_eq!(lim.cuts(), 2);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_curve_returns_to_the_old_rate_after_k_and_probes_above_it_up_to_the_ceiling() {
+    async fn the_curve_returns_to_the_old_rate_after_k_and_probes_above_it() {
         let lim = RateController::new(0, 10);
         // Unpaced until the first throttle.
         assert_eq!(lim.current_rate(), None);
@@ -289,12 +302,14 @@ mod tests {
         let sent = lim.acquire(10).await;
         assert!(lim.throttled(sent, None));
         let first = lim.current_rate().expect("paced") as f64;
-        // ~1000 rows/s accepted: cut to 0.7 of it.
-        assert!((600.0..800.0).contains(&first), "{first}");
+        // ~1000 rows/s accepted: cut to β of it.
+        assert!((900.0 * BETA..1100.0 * BETA).contains(&first), "{first}");
         // Keep the bucket the bottleneck (always someone waiting for tokens): the curve climbs.
+        let w_max = first / BETA;
+        let k = ((w_max - first) / (C_REQUESTS * 10.0)).cbrt();
         let cut_at = Instant::now();
         let mut samples = Vec::new();
-        while cut_at.elapsed().as_secs_f64() < 2.0 * K_SECS {
+        while cut_at.elapsed().as_secs_f64() < 2.0 * k {
             lim.acquire(10).await;
             lim.accepted(10);
             samples.push((
@@ -302,7 +317,6 @@ mod tests {
                 lim.current_rate().expect("paced") as f64,
             ));
         }
-        let w_max = first / BETA;
         let near = |t: f64| {
             samples
                 .iter()
@@ -310,14 +324,28 @@ mod tests {
                 .map(|s| s.1)
                 .expect("samples")
         };
-        let at_k = near(K_SECS);
+        let at_k = near(k);
         assert!(
             (at_k - w_max).abs() / w_max < 0.05,
             "back to W_max at K: {at_k} vs {w_max}"
         );
-        assert!(near(K_SECS / 2.0) < at_k, "concave below W_max");
-        let last = near(2.0 * K_SECS);
-        assert!(last > w_max * 1.25, "probes above: {last} vs {w_max}");
+        assert!(near(k / 2.0) < at_k, "concave below W_max");
+        let last = near(2.0 * k);
+        assert!(last > w_max * 1.15, "probes above: {last} vs {w_max}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_curve_never_passes_the_ceiling() {
+        let lim = RateController::new(500, 10);
+        let sent = lim.acquire(10).await;
+        lim.throttled(sent, None);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            lim.acquire(10).await;
+            lim.accepted(10);
+            assert!(lim.current_rate().is_some_and(|r| r <= 500));
+        }
+        assert_eq!(lim.current_rate(), Some(500), "back at the ceiling after a minute");
     }
 
     #[tokio::test(start_paused = true)]

