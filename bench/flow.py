@@ -113,6 +113,8 @@ def client_config(endpoint: str, sc: dict, data: str, state: str) -> str:
     rate = ""
     if "rows_per_second" in c:
         rate = f"rows_per_second = {c['rows_per_second']}\n"
+    if os.environ.get("FLOW_CONCURRENCY"):  # diagnosis: pin the concurrency
+        rate += f"concurrency = {int(os.environ['FLOW_CONCURRENCY'])}\n"
     return f"""[target]
 endpoint = "{endpoint}"
 region = "cn-beijing"

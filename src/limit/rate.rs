@@ -40,8 +40,7 @@ pub struct RateController {
     /// Bucket size: one largest request. A request never waits for more than one request's worth
     /// of burst, and the server never sees a burst from this process.
     capacity: f64,
-    /// [`C_REQUESTS`] in rows.
-    c: f64,
+
     state: Mutex<State>,
 }
 
@@ -55,6 +54,8 @@ struct State {
     w_max: f64,
     /// Seconds from the cut back to `w_max`.
     k: f64,
+    /// The curve's scaling constant in rows/s/s³ (see [`RateController::scale`]).
+    c: f64,
     /// Where the curve starts (the last cut), moved forward while the bucket is not what limits.
     epoch: Instant,
     last_cut: Option<Instant>,
@@ -80,6 +81,16 @@ impl std::fmt::Debug for RateController {
     }
 }
 
+/// CUBIC's constant in rows: [`C_REQUESTS`] × rows per request, but never less than if a request
+/// were a fiftieth of a second of `w_max`: with one-row requests (a vectorize collection) the
+/// request-based constant alone would take tens of seconds to find a quota of a few hundred rows.
+fn scale(capacity: f64, w_max: f64) -> f64 {
+    C_REQUESTS * capacity.max(w_max / MIN_REQUESTS_PER_SECOND)
+}
+
+/// See [`scale`].
+const MIN_REQUESTS_PER_SECOND: f64 = 50.0;
+
 impl RateController {
     /// `ceiling` rows/s (0 = none); `max_request_rows`: the largest request (the bucket size).
     pub fn new(ceiling: u32, max_request_rows: usize) -> RateController {
@@ -87,12 +98,11 @@ impl RateController {
         let ceiling = (ceiling > 0).then_some(f64::from(ceiling));
         let capacity = max_request_rows.max(1) as f64;
         let rate = ceiling.unwrap_or(0.0);
-        let c = C_REQUESTS * capacity;
+        let c = scale(capacity, rate);
         let k = (rate * (1.0 - BETA) / c).cbrt();
         RateController {
             ceiling,
             capacity,
-            c,
             state: Mutex::new(State {
                 paced: ceiling.is_some(),
                 rate,
@@ -100,6 +110,7 @@ impl RateController {
                 refilled: now,
                 w_max: rate,
                 k,
+                c,
                 // Start on the plateau: at the ceiling, probing upward (and capped there).
                 epoch: now.checked_sub(Duration::from_secs_f64(k)).unwrap_or(now),
                 last_cut: None,
@@ -184,7 +195,7 @@ impl RateController {
 
     fn curve(&self, s: &State, now: Instant) -> f64 {
         let x = now.saturating_duration_since(s.epoch).as_secs_f64() - s.k;
-        let rate = s.w_max + self.c * x * x * x;
+        let rate = s.w_max + s.c * x * x * x;
         rate.clamp(MIN_RATE, self.ceiling.unwrap_or(f64::MAX))
     }
 
@@ -211,9 +222,10 @@ impl RateController {
         }
         let since_start = now.saturating_duration_since(s.started).as_secs_f64().max(0.05);
         let base = if s.paced {
-            // What the server took lately, but never a cut deeper than half in one event.
+            // What the server took lately: from a ceiling far above the quota, one event brings the
+            // rate to the quota's neighbourhood instead of a cut at a time.
             let measured = if s.measured > 0.0 { s.measured } else { s.rate };
-            s.rate.min(measured.max(s.rate * 0.5))
+            s.rate.min(measured)
         } else {
             // The first throttle without a ceiling: nothing was paced yet. Start from what the
             // server accepted, or half of what was sent when nothing came back yet.
@@ -230,7 +242,8 @@ impl RateController {
             base
         };
         s.rate = (BETA * base).max(MIN_RATE);
-        s.k = ((s.w_max - s.rate).max(0.0) / self.c).cbrt();
+        s.c = scale(self.capacity, s.w_max);
+        s.k = ((s.w_max - s.rate).max(0.0) / s.c).cbrt();
         s.tokens = s.tokens.min(0.0);
         s.refilled = now;
         s.epoch = now;
@@ -306,7 +319,7 @@ mod tests {
         assert!((900.0 * BETA..1100.0 * BETA).contains(&first), "{first}");
         // Keep the bucket the bottleneck (always someone waiting for tokens): the curve climbs.
         let w_max = first / BETA;
-        let k = ((w_max - first) / (C_REQUESTS * 10.0)).cbrt();
+        let k = ((w_max - first) / scale(10.0, w_max)).cbrt();
         let cut_at = Instant::now();
         let mut samples = Vec::new();
         while cut_at.elapsed().as_secs_f64() < 2.0 * k {
