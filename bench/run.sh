@@ -18,6 +18,8 @@
 #
 # Environment knobs:
 #   VIKINGSYNC_BIN   binary to use (default target/release/vikingsync, built if missing)
+#   VIKINGSYNC_EMULATOR_BIN  binary whose `emulator` serves the runs (default VIKINGSYNC_BIN);
+#                    set it in A/B runs so both clients face the same server
 #   BENCH_REBUILD=1  run `cargo build --release` even if the binary exists
 #   BENCH_DIR        work dir (default: a fresh mktemp dir, removed at the end)
 #   BENCH_KEEP=1     keep the work dir (data, configs, logs)
@@ -132,7 +134,7 @@ vec = "vector"
 EOF
     rm -f "$dir/stdout"
     env -u VIKINGDB_AK -u VIKINGDB_SK -u VIKINGDB_SESSION_TOKEN \
-        "$BIN" --log-level warn emulator --listen 127.0.0.1:0 --collections "$dir/collections.toml" \
+        "${VIKINGSYNC_EMULATOR_BIN:-$BIN}" --log-level warn emulator --listen 127.0.0.1:0 --collections "$dir/collections.toml" \
         >"$dir/stdout" 2>"$dir/stderr" &
     EMU_PID=$!
     local i
