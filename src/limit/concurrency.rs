@@ -4,7 +4,7 @@
 //! `max_concurrency`): AIMD on round-trip times after Vector's adaptive request concurrency. Once
 //! per interval (the mean RTT): +1 when every slot was busy and the interval's RTT did not rise
 //! above `mean + 2.5 σ`; ×0.9 (at least −1) on back pressure (5xx, timeouts, dropped connections)
-//! or a rising RTT. Throttles are the rate controller's signal, not this one's: a request that
+//! or a rising RTT, never below the starting 4 (or `max_concurrency`, if lower). Throttles are the rate controller's signal, not this one's: a request that
 //! waits for rate tokens is not on the wire, so a rate-bound run never grows its concurrency.
 //! Never: sends, sleeps, or lets the limit reach 0.
 
@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The first limit in auto mode.
+/// The first limit in auto mode, and its floor: decreases stop here. Below it, a request backing
+/// off after a 5xx would hold a large share of the slots, and each request's own backoff already
+/// slows a struggling server.
 pub const INITIAL: usize = 4;
 /// Weight of the newest interval in the RTT mean and variance (Vector's `ewma_alpha`).
 const ALPHA: f64 = 0.4;
@@ -155,7 +157,7 @@ impl ConcurrencyController {
         };
         if s.back_pressure || rising {
             let cut = ((s.limit as f64) * DECREASE).floor() as usize;
-            s.limit = cut.min(s.limit.saturating_sub(1)).max(1);
+            s.limit = cut.min(s.limit.saturating_sub(1)).max(INITIAL.min(self.max));
         } else if s.reached && s.limit < self.max && current.is_some() {
             s.limit += 1;
             s.peak = s.peak.max(s.limit);
@@ -222,13 +224,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn back_pressure_cuts_and_never_to_zero() {
+    async fn back_pressure_cuts_down_to_the_floor() {
         let c = ConcurrencyController::new(None, 100);
         saturate(&c, 30, Duration::from_millis(50), Outcome::Answered).await;
         let high = c.limit();
         let seen = saturate(&c, 60, Duration::from_millis(50), Outcome::BackPressure).await;
         assert!(seen[0] < high);
-        assert_eq!(*seen.last().expect("limits"), 1);
+        assert_eq!(*seen.last().expect("limits"), INITIAL);
+        // A cap below the floor is the floor.
+        let c = ConcurrencyController::new(None, 2);
+        saturate(&c, 10, Duration::from_millis(50), Outcome::BackPressure).await;
+        assert_eq!(c.limit(), 2);
     }
 
     #[tokio::test(start_paused = true)]
