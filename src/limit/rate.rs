@@ -89,7 +89,7 @@ fn scale(capacity: f64, w_max: f64) -> f64 {
 }
 
 /// See [`scale`].
-const MIN_REQUESTS_PER_SECOND: f64 = 50.0;
+const MIN_REQUESTS_PER_SECOND: f64 = 20.0;
 
 impl RateController {
     /// `ceiling` rows/s (0 = none); `max_request_rows`: the largest request (the bucket size).
