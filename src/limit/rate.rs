@@ -82,7 +82,7 @@ impl std::fmt::Debug for RateController {
 }
 
 /// CUBIC's constant in rows: [`C_REQUESTS`] × rows per request, but never less than if a request
-/// were a fiftieth of a second of `w_max`: with one-row requests (a vectorize collection) the
+/// were a twentieth of a second of `w_max`: with one-row requests (a vectorize collection) the
 /// request-based constant alone would take tens of seconds to find a quota of a few hundred rows.
 fn scale(capacity: f64, w_max: f64) -> f64 {
     C_REQUESTS * capacity.max(w_max / MIN_REQUESTS_PER_SECOND)
