@@ -99,7 +99,7 @@ pub(super) struct Coordinator<S: SendBatches> {
     concurrency: usize,
     /// Rows read but not yet below the watermark, at most.
     /// Rows per request: the read-ahead window is a few requests' worth per slot.
-    window: usize,
+    batch_rows: usize,
     max_rejected: Option<u64>,
     /// Rows earlier runs of this backfill rejected (from the checkpoint).
     rejected_before: u64,
@@ -125,11 +125,6 @@ impl<S: SendBatches> Coordinator<S> {
     ) -> Coordinator<S> {
         let tracker = Tracker::new(files.len(), |i| (files[i].start, files[i].applied, files[i].rejected));
         let rejected_before = files.iter().map(|f| f.rejected).sum();
-        // Rows read but not yet below the watermark, at most. Acknowledged rows above the
-        // watermark are checkpointed (and skipped on resume), so this bounds memory and the
-        // checkpoint, not what a crash re-sends; several requests' worth keeps a slow request
-        // from idling the others.
-        let window = settings.batch_rows;
         Coordinator {
             files,
             carried,
@@ -141,7 +136,7 @@ impl<S: SendBatches> Coordinator<S> {
             stats,
             in_flight: JoinSet::new(),
             concurrency: settings.concurrency,
-            window,
+            batch_rows: settings.batch_rows,
             max_rejected: settings.max_rejected,
             rejected_before,
             primary_key: settings.primary_key,
@@ -297,9 +292,11 @@ impl<S: SendBatches> Coordinator<S> {
     }
 
     /// Rows read but not yet below the watermark, at most: four requests' worth per slot, so a
-    /// slow request never idles the others, and memory follows the in-flight limit.
+    /// slow request never idles the others, and memory follows the in-flight limit. Acknowledged
+    /// rows above the watermark are checkpointed (and skipped on resume), so this bounds memory
+    /// and the checkpoint, not what a crash re-sends.
     fn window(&self) -> usize {
-        4 * self.limit() * self.window
+        4 * self.limit() * self.batch_rows
     }
 
     fn dispatch(&mut self) {

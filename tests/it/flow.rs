@@ -67,14 +67,7 @@ async fn an_unknown_quota_is_found_and_nothing_is_lost() {
         let emu = start_emulator(vec![spec("items", quota, false)], FaultConfig::default(), 3).await;
         let data = rows(2400, 0, 5);
         write(&dir.path().join("rows.csv"), Fmt::Csv, &data, false);
-        let cfg = config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            ceiling,
-            &[("rows.csv".into(), Some("upsert"))],
-        );
+        let cfg = upserts_at(&emu.endpoint(), "v2", "rows.csv", ceiling);
         write_config(dir.path(), &auto(cfg));
         let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
         let shown = text(&out);
@@ -137,14 +130,7 @@ async fn two_processes_share_one_collection_and_lose_nothing() {
     let rows_b = rows(1200, 100_000, 8);
     for (dir, data) in [(&a, &rows_a), (&b, &rows_b)] {
         write(&dir.path().join("rows.csv"), Fmt::Csv, data, false);
-        let cfg = config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            1500,
-            &[("rows.csv".into(), Some("upsert"))],
-        );
+        let cfg = upserts_at(&emu.endpoint(), "v2", "rows.csv", 1500);
         write_config(dir.path(), &auto(cfg));
     }
     let args = ["run", "--config", "sync.toml", "--no-progress"];
@@ -166,15 +152,8 @@ async fn async_upserts_use_their_own_quota_and_reach_the_collection() {
     let emu = start_emulator_with(config).await;
     let data = rows(3000, 0, 9);
     write(&dir.path().join("rows.csv"), Fmt::Csv, &data, false);
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("rows.csv".into(), Some("upsert"))],
-    )
-    .replace("vectorize = false\n", "vectorize = false\nasync_upsert = true\n");
+    let cfg = upserts_at(&emu.endpoint(), "v2", "rows.csv", 0)
+        .replace("vectorize = false\n", "vectorize = false\nasync_upsert = true\n");
     write_config(dir.path(), &auto(cfg));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
     let shown = text(&out);

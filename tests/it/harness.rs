@@ -507,14 +507,21 @@ pub fn config_text(
     s
 }
 
-/// Starts the real binary with the test credentials and its output discarded.
-pub fn spawn_binary(dir: &Path, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"))
-        .args(args)
+/// The real binary with the test credentials (and no API key from the environment), in `dir`.
+pub fn binary(dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"));
+    cmd.args(args)
         .current_dir(dir)
         .env("VIKINGDB_AK", AK)
         .env("VIKINGDB_SK", SK)
         .env_remove("VIKINGDB_API_KEY")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Starts the real binary with the test credentials and its output discarded.
+pub fn spawn_binary(dir: &Path, args: &[&str]) -> tokio::process::Child {
+    binary(dir, args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -528,19 +535,29 @@ pub fn write_config(dir: &Path, text: &str) {
 
 /// The config of most tests: collection `items`, no quota, one source file with one op.
 pub fn one_source(emu: &Emulator, api: &str, file: &str, op: &str) -> String {
-    config_text(&emu.endpoint(), api, "items", false, 0, &[(file.to_string(), Some(op))])
+    one_source_at(&emu.endpoint(), api, file, op)
+}
+
+/// The same against any endpoint (a hostile server, a proxy).
+pub fn one_source_at(endpoint: &str, api: &str, file: &str, op: &str) -> String {
+    upserts_at(endpoint, api, file, 0).replace("op = \"upsert\"", &format!("op = \"{op}\""))
+}
+
+/// Collection `items`, one source of upserts, a `rows_per_second` ceiling of `rps`.
+pub fn upserts_at(endpoint: &str, api: &str, file: &str, rps: u32) -> String {
+    config_text(
+        endpoint,
+        api,
+        "items",
+        false,
+        rps,
+        &[(file.to_string(), Some("upsert"))],
+    )
 }
 
 /// Runs the real binary with the test credentials.
 pub async fn run_binary(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("VIKINGDB_AK", AK)
-        .env("VIKINGDB_SK", SK)
-        .env_remove("VIKINGDB_API_KEY")
-        .env("NO_COLOR", "1");
-    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+    tokio::time::timeout(std::time::Duration::from_secs(120), binary(dir, args).output())
         .await
         .expect("the binary finishes within 120 s")
         .expect("the binary runs")

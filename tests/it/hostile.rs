@@ -282,10 +282,6 @@ async fn a_200_that_is_not_a_vikingdb_answer_is_never_applied() {
     }
 }
 
-fn one_source_at(endpoint: &str, api: &str, file: &str, op: &str) -> String {
-    config_text(endpoint, api, "items", false, 0, &[(file.to_string(), Some(op))])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_answers_for_vikingdb_loses_nothing() {
     // Every third request is answered by the gateway itself, before or after the emulator saw it:
@@ -478,24 +474,9 @@ async fn a_run_whose_state_directory_is_replaced_stops_and_the_next_run_is_not_s
     // 1,500 rows at 500 rows/s: about three seconds of sending.
     let expected = upserts(dir.path(), "rows.csv", 1500, 21);
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
-    write_config(
-        dir.path(),
-        &config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            500,
-            &[("rows.csv".into(), Some("upsert"))],
-        ),
-    );
+    write_config(dir.path(), &upserts_at(&emu.endpoint(), "v2", "rows.csv", 500));
     let state = dir.path().join("state");
-    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_vikingsync"))
-        .args(["run", "--config", "sync.toml", "--no-progress"])
-        .current_dir(dir.path())
-        .env("VIKINGDB_AK", AK)
-        .env("VIKINGDB_SK", SK)
-        .env_remove("VIKINGDB_API_KEY")
+    let mut first = binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -627,17 +608,7 @@ async fn a_resume_into_a_file_edited_in_place_is_refused() {
         "the file must be larger than the fingerprinted blocks: {size}"
     );
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
-    write_config(
-        dir.path(),
-        &config_text(
-            &emu.endpoint(),
-            "v2",
-            "items",
-            false,
-            800,
-            &[("rows.csv".into(), Some("upsert"))],
-        ),
-    );
+    write_config(dir.path(), &upserts_at(&emu.endpoint(), "v2", "rows.csv", 800));
     let state = dir.path().join("state");
     let mut child = spawn_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]);
     let start = Instant::now();
