@@ -197,3 +197,21 @@ async fn async_upserts_are_refused_where_they_could_lose_or_reorder_writes() {
     assert!(emu.records("items").expect("collection").is_empty());
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_at_most_fifty_milliseconds_of_the_rate() {
+    // At a 400 rows/s ceiling a request carries at most 20 rows (the batch size is 100), so a
+    // server whose burst is a tenth of a second of quota always has room for it.
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 3).await;
+    let data = rows(300, 0, 4);
+    write(&dir.path().join("rows.csv"), Fmt::Csv, &data, false);
+    write_config(dir.path(), &auto(upserts_at(&emu.endpoint(), "v2", "rows.csv", 400)));
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let largest = emu.stats().largest_write_request_rows;
+    assert!((10..=20).contains(&largest), "largest request {largest}\n{shown}");
+    check_state(&emu, &data, &shown).await;
+    emu.shutdown().await;
+}

@@ -703,3 +703,42 @@ async fn hostile_paths_are_refused_by_name_and_nothing_hangs() {
         assert!(!shown.contains("panicked"), "{shown}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_unreadable_checkpoint_slots_are_refused_then_set_aside_by_start_over() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let expected = upserts(dir.path(), "rows.csv", 100, 6);
+    write_config(dir.path(), &one_source(&emu, "v2", "rows.csv", "upsert"));
+    let args = ["run", "--config", "sync.toml", "--no-progress"];
+    let out = run_binary(dir.path(), &args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = dir.path().join("state");
+    for slot in ["checkpoint-a.json", "checkpoint-b.json"] {
+        if state.join(slot).exists() {
+            std::fs::write(state.join(slot), b"{torn").expect("tear");
+        }
+    }
+    let out = run_binary(dir.path(), &args).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("--start-over") && !shown.contains("panicked"), "{shown}");
+    let out = run_binary(
+        dir.path(),
+        &["run", "--config", "sync.toml", "--no-progress", "--start-over"],
+    )
+    .await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_state(&emu, &expected, &shown);
+    let kept = std::fs::read_dir(&state)
+        .expect("state")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("checkpoint-")
+                && e.file_name().to_string_lossy().contains(".set-aside-")
+        })
+        .count();
+    assert!(kept >= 1, "the torn slots are kept aside, not deleted");
+    emu.shutdown().await;
+}
