@@ -15,6 +15,9 @@ Scenarios (default: all):
   q5  two processes, one collection (1,500 rows/s), default config; 15k rows each
   q6  async upserts: 100k rows, async quota 15,000 rows/s
 
+Diagnosis: FLOW_CONCURRENCY=N pins the concurrency; FLOW_LOG_LEVEL=vikingsync=trace logs every
+controller tick and cut; FLOW_KEEP=DIR keeps each client's log there.
+
 Stdlib only (Python 3.11). Every process it starts is stopped before it exits.
 """
 
@@ -168,13 +171,16 @@ def run(binary: str, name: str, sc: dict, root: str) -> dict:
             with open(cfg, "w", encoding="utf-8") as f:
                 f.write(client_config(endpoint, sc, data, os.path.join(work, f"state-{p}")))
             err = os.path.join(work, f"client-{p}.err")
-            procs.append((subprocess.Popen([binary, "--log-format", "json", "run", "--config", cfg, "--no-progress"],
+            level = ["--log-level", os.environ["FLOW_LOG_LEVEL"]] if os.environ.get("FLOW_LOG_LEVEL") else []
+            procs.append((subprocess.Popen([binary, "--log-format", "json", *level, "run", "--config", cfg, "--no-progress"],
                                            stdout=subprocess.DEVNULL, stderr=open(err, "w"), env=env), err))
         clients = []
         for proc, err in procs:
             rc = proc.wait(timeout=600)
             s = summary(err)
             s["exit"] = rc
+            if os.environ.get("FLOW_KEEP"):  # diagnosis: keep each client's log
+                shutil.copy(err, os.path.join(os.environ["FLOW_KEEP"], f"{name}-{os.path.basename(err)}"))
             clients.append(s)
         stats = json.load(urllib.request.urlopen(f"{endpoint}/admin/stats", timeout=5))
     finally:

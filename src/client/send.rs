@@ -314,7 +314,7 @@ impl Sender {
                 flight.finish(Outcome::Answered);
             }
             Err(AttemptError::Throttled(retry_after, _)) => {
-                flight.finish(Outcome::Neutral);
+                flight.finish(Outcome::Throttled);
                 self.stats.throttles.fetch_add(1, Relaxed);
                 if rate.throttled(sent_at, *retry_after) {
                     self.stats.rate_cuts.fetch_add(1, Relaxed);

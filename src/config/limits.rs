@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{RetryConfig, StateConfig, Target};
+use super::{RetryConfig, ServeConfig, StateConfig, Target};
 
 /// The allowed range of a duration key, in seconds.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +33,12 @@ pub const MAX_ELAPSED: SecsRange = SecsRange {
     min: 0.001,
     max: 604_800.0,
     max_words: "7 days",
+};
+/// `[serve]` durations: 1 ms to 1 hour.
+pub const SERVE: SecsRange = SecsRange {
+    min: 0.001,
+    max: 3_600.0,
+    max_words: "1 hour",
 };
 /// `commit_interval`: 1 ms to 1 hour.
 pub const COMMIT_INTERVAL: SecsRange = SecsRange {
@@ -142,5 +148,24 @@ impl StateConfig {
     /// The time between checkpoint commits as a `Duration`, clamped into its documented range.
     pub fn commit_interval(&self) -> Duration {
         clamped_secs(self.commit_interval, COMMIT_INTERVAL)
+    }
+}
+
+impl ServeConfig {
+    /// `settle` as a `Duration`, clamped into its documented range.
+    pub fn settle(&self) -> Duration {
+        clamped_secs(self.settle, SERVE)
+    }
+    /// `linger` as a `Duration`, clamped into its documented range.
+    pub fn linger(&self) -> Duration {
+        clamped_secs(self.linger, SERVE)
+    }
+    /// `rescan` as a `Duration`, clamped into its documented range.
+    pub fn rescan(&self) -> Duration {
+        clamped_secs(self.rescan, SERVE)
+    }
+    /// `drain_deadline` as a `Duration`, clamped into its documented range.
+    pub fn drain_deadline(&self) -> Duration {
+        clamped_secs(self.drain_deadline, SERVE)
     }
 }

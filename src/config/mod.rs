@@ -75,9 +75,70 @@ pub struct Config {
     #[serde(default)]
     pub emulator_faults: Option<toml::Table>,
     pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub serve: ServeConfig,
     /// Directory of the config file: relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Set by `serve`, never in the file: plain CSV/JSONL are read to their last complete line
+    /// (a file still being appended to is followed, not cut mid-line).
+    #[serde(skip)]
+    pub follow: bool,
+}
+
+/// `[serve]`: the long-running service (`vikingsync serve`). Durations in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (`--listen` overrides it).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A new file that was not renamed into place is taken once its size and modification time
+    /// have not changed for this long.
+    #[serde(default = "default_settle")]
+    pub settle: f64,
+    /// After a change is noticed, wait this long for more before sending, so a trickle of rows
+    /// fills requests without being held back.
+    #[serde(default = "default_linger")]
+    pub linger: f64,
+    /// The directories are listed again this often, whatever the file-system events say (inotify
+    /// misses events on NFS and some overlay volumes).
+    #[serde(default = "default_rescan")]
+    pub rescan: f64,
+    /// On SIGTERM/SIGINT, requests in flight get this long to finish before the final commit.
+    #[serde(default = "default_drain_deadline")]
+    pub drain_deadline: f64,
+}
+
+/// The default `[serve] listen` address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+fn default_settle() -> f64 {
+    2.0
+}
+fn default_linger() -> f64 {
+    0.2
+}
+fn default_rescan() -> f64 {
+    1.0
+}
+fn default_drain_deadline() -> f64 {
+    10.0
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            settle: default_settle(),
+            linger: default_linger(),
+            rescan: default_rescan(),
+            drain_deadline: default_drain_deadline(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -428,6 +489,10 @@ impl Config {
             ("[retry] initial_backoff", self.retry.initial_backoff, limits::BACKOFF),
             ("[retry] max_backoff", self.retry.max_backoff, limits::BACKOFF),
             ("[retry] max_elapsed", self.retry.max_elapsed, limits::MAX_ELAPSED),
+            ("[serve] settle", self.serve.settle, limits::SERVE),
+            ("[serve] linger", self.serve.linger, limits::SERVE),
+            ("[serve] rescan", self.serve.rescan, limits::SERVE),
+            ("[serve] drain_deadline", self.serve.drain_deadline, limits::SERVE),
             (
                 "[state] commit_interval",
                 self.state.commit_interval,

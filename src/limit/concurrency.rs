@@ -2,10 +2,12 @@
 //!
 //! Owns: the in-flight limit, pinned (`concurrency = N`) or adaptive (`"auto"`, capped by
 //! `max_concurrency`): AIMD on round-trip times after Vector's adaptive request concurrency. Once
-//! per interval (the mean RTT): +1 when every slot was busy and the interval's RTT did not rise
-//! above `mean + 2.5 σ`; ×0.9 (at least −1) on back pressure (5xx, timeouts, dropped connections)
-//! or a rising RTT, never below the starting 4 (or `max_concurrency`, if lower). Throttles are the rate controller's signal, not this one's: a request that
-//! waits for rate tokens is not on the wire, so a rate-bound run never grows its concurrency.
+//! per interval (the mean RTT), when every slot was busy and the interval's RTT did not rise above
+//! `mean + max(2.5 σ, 10%)`: ×2 during slow start (until the first throttle, back pressure or
+//! rising RTT), +1 after; ×0.9 (at least −1) on back pressure (5xx, timeouts, dropped
+//! connections) or a rising RTT, never below the starting 4 (or `max_concurrency`, if lower).
+//! Throttles are the rate controller's signal (they only end slow start): a request that waits
+//! for rate tokens is not on the wire, so a rate-bound run never grows its concurrency.
 //! Never: sends, sleeps, or lets the limit reach 0.
 
 use std::sync::Mutex;
@@ -21,6 +23,9 @@ pub const INITIAL: usize = 4;
 const ALPHA: f64 = 0.4;
 /// How many standard deviations above the mean an interval's RTT must be to count as rising.
 const DEVIATION_SCALE: f64 = 2.5;
+/// An interval's RTT must also be this share above the mean to count as rising: after one
+/// interval the variance is 0, and a microsecond of jitter would end slow start.
+const MIN_RISE: f64 = 0.1;
 /// Multiplicative decrease.
 const DECREASE: f64 = 0.9;
 /// Shortest evaluation interval.
@@ -33,7 +38,9 @@ pub enum Outcome {
     Answered,
     /// 5xx, timeout, dropped connection, not a VikingDB answer: the server is struggling.
     BackPressure,
-    /// A throttle or a fatal answer: no signal for concurrency.
+    /// A throttle: the rate is what limits now, so slow start ends; otherwise no signal.
+    Throttled,
+    /// A fatal answer: no signal for concurrency.
     Neutral,
 }
 
@@ -50,6 +57,10 @@ struct State {
     on_wire: usize,
     reached: bool,
     back_pressure: bool,
+    /// Doubling per interval until the first throttle, back pressure or rising RTT (TCP's slow
+    /// start): a 100 ms server at 200 one-row requests a second needs 20 in flight, which +1 per
+    /// interval takes two seconds to reach.
+    slow_start: bool,
     interval_start: Instant,
     rtt_sum: f64,
     rtt_n: u32,
@@ -89,6 +100,7 @@ impl ConcurrencyController {
                 on_wire: 0,
                 reached: false,
                 back_pressure: false,
+                slow_start: fixed.is_none(),
                 interval_start: Instant::now(),
                 rtt_sum: 0.0,
                 rtt_n: 0,
@@ -137,6 +149,7 @@ impl ConcurrencyController {
                 s.rtt_n += 1;
             }
             Some(Outcome::BackPressure) => s.back_pressure = true,
+            Some(Outcome::Throttled) => s.slow_start = false,
             Some(Outcome::Neutral) | None => {}
         }
         if self.fixed.is_none() {
@@ -152,14 +165,19 @@ impl ConcurrencyController {
         }
         let current = (s.rtt_n > 0).then(|| s.rtt_sum / f64::from(s.rtt_n));
         let rising = match current {
-            Some(rtt) if s.mean > 0.0 => rtt > s.mean + DEVIATION_SCALE * s.var.sqrt(),
+            Some(rtt) if s.mean > 0.0 => rtt > s.mean + (DEVIATION_SCALE * s.var.sqrt()).max(MIN_RISE * s.mean),
             _ => false,
         };
         if s.back_pressure || rising {
+            s.slow_start = false;
             let cut = ((s.limit as f64) * DECREASE).floor() as usize;
             s.limit = cut.min(s.limit.saturating_sub(1)).max(INITIAL.min(self.max));
         } else if s.reached && s.limit < self.max && current.is_some() {
-            s.limit += 1;
+            s.limit = if s.slow_start {
+                (s.limit * 2).min(self.max)
+            } else {
+                s.limit + 1
+            };
             s.peak = s.peak.max(s.limit);
         }
         if let Some(rtt) = current {
@@ -171,6 +189,15 @@ impl ConcurrencyController {
                 s.var = (1.0 - ALPHA) * (s.var + ALPHA * d * d);
             }
         }
+        tracing::trace!(
+            limit = s.limit,
+            on_wire = s.on_wire,
+            reached = s.reached,
+            rtt = current,
+            mean = s.mean,
+            slow_start = s.slow_start,
+            "concurrency interval"
+        );
         s.interval_start = now;
         s.rtt_sum = 0.0;
         s.rtt_n = 0;
@@ -214,13 +241,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn grows_by_one_per_interval_while_saturated_and_stops_at_the_cap() {
-        let c = ConcurrencyController::new(None, 10);
+    async fn doubles_in_slow_start_and_stops_at_the_cap() {
+        let c = ConcurrencyController::new(None, 100);
         assert_eq!(c.limit(), INITIAL);
-        let seen = saturate(&c, 20, Duration::from_millis(100), Outcome::Answered).await;
-        assert!(seen.windows(2).all(|w| w[1] <= w[0] + 1), "{seen:?}");
-        assert_eq!(*seen.last().expect("limits"), 10);
-        assert_eq!(c.peak(), 10);
+        let seen = saturate(&c, 6, Duration::from_millis(100), Outcome::Answered).await;
+        // The first interval only learns the RTT; then ×2 per interval, capped.
+        assert_eq!(seen, vec![8, 16, 32, 64, 100, 100], "{seen:?}");
+        assert_eq!(c.peak(), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_ends_slow_start_then_grows_by_one() {
+        let c = ConcurrencyController::new(None, 100);
+        saturate(&c, 2, Duration::from_millis(100), Outcome::Answered).await;
+        let before = c.limit();
+        saturate(&c, 1, Duration::from_millis(100), Outcome::Throttled).await;
+        // A throttle is no RTT sample (the +1 is the previous interval's answers, evaluated late).
+        assert!(c.limit() <= before + 1, "{} vs {before}", c.limit());
+        let seen = saturate(&c, 5, Duration::from_millis(100), Outcome::Answered).await;
+        assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_alone_is_not_a_rising_rtt() {
+        let c = ConcurrencyController::new(None, 1000);
+        // 100 ms, then 105 ms: 5% above a mean whose variance is still 0.
+        saturate(&c, 1, Duration::from_millis(100), Outcome::Answered).await;
+        let seen = saturate(&c, 3, Duration::from_millis(105), Outcome::Answered).await;
+        assert!(seen.windows(2).all(|w| w[1] == w[0] * 2), "{seen:?}");
+        // A real rise (60%) is: a cut follows.
+        let seen = saturate(&c, 3, Duration::from_millis(160), Outcome::Answered).await;
+        assert!(seen.windows(2).any(|w| w[1] < w[0]), "{seen:?}");
     }
 
     #[tokio::test(start_paused = true)]

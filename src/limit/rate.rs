@@ -1,20 +1,23 @@
 //! The rate controller: a token bucket in rows whose fill rate finds the server's quota.
 //!
 //! Owns: pacing (one bucket per collection and write path, shared by every sender of the
-//! process), the fill rate's CUBIC curve (cut by [`BETA`] on a congestion event, back to the old
-//! rate after K seconds, then probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a
-//! request sent before the last cut is the same event), `Retry-After` pauses, and the measured
-//! accepted rate. Never: sends, retries, or waits while holding its lock.
+//! process; grants leave at a random point of a quarter of their interval), the fill rate's CUBIC
+//! curve (cut by [`BETA`] on a congestion event, back to the old rate after K seconds, then
+//! probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a request sent
+//! before the last cut, or within a tick of it, is the same event), the first event's estimate
+//! when it ends a ramp, `Retry-After` pauses, and the measured accepted rate. Never: sends,
+//! retries, or waits while holding its lock.
 //!
 //! Why not governor: its rate is fixed at construction, and swapping limiters on every change
 //! hands out a fresh burst or starts drained; the curve changes the rate every tick.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// CUBIC's multiplicative decrease (RFC 9438, AWS adaptive retry): a cut keeps 70% of the rate.
+/// CUBIC's multiplicative decrease (RFC 9438; AWS adaptive retry uses 0.7): a cut keeps 80% of the rate.
 pub const BETA: f64 = 0.8;
 /// CUBIC's scaling constant, in requests per second per s³ (RFC 9438 and the AWS SDKs use 0.4):
 /// the curve is `W(t) = C · (t − K)³ + W_max` with `K = ∛(W_max · (1 − β) / C)`, concave back to
@@ -30,6 +33,24 @@ const TICK: Duration = Duration::from_millis(250);
 const SMOOTH: f64 = 0.5;
 /// The fill rate never goes below this, rows/s.
 const MIN_RATE: f64 = 1.0;
+/// The first event ends a ramp when the server took less than this share of the fill rate.
+const RAMP: f64 = 0.9;
+/// The window of the first event's accepted rate.
+const RECENT: Duration = Duration::from_millis(250);
+/// Time a sleeping sender may wake late without losing its tokens; the bucket is at least this
+/// much of the rate. The server's burst is larger (a tenth of a second of quota at a strict one).
+const TIMER_SLACK: Duration = Duration::from_millis(25);
+/// The ceiling is paced at this share of `rows_per_second`. A writer held exactly at a strict
+/// server's quota keeps the server's bucket empty whenever another writer's request arrives: that
+/// writer is refused every time and the first one never hears of it (measured: a second process
+/// got nothing for ten seconds). 2% below, the bucket refills between requests and a newcomer
+/// gets in, which throttles the incumbent, and both converge.
+const HEADROOM: f64 = 0.98;
+/// A grant's random delay is at most this share of its own interval (see `acquire`); the
+/// pacing rate is unchanged (tokens are taken at the grant).
+const JITTER: f64 = 0.25;
+/// Longest random delay of a grant once the server has pushed back (see `acquire`).
+const MAX_JITTER: Duration = Duration::from_millis(100);
 /// Longest single sleep of a waiting sender: it re-checks after a rate change.
 const MAX_NAP: Duration = Duration::from_millis(100);
 
@@ -68,6 +89,9 @@ struct State {
     measured: f64,
     started: Instant,
     accepted_total: f64,
+    /// Answers of the last [`RECENT`], oldest first: what the server took just now, for the first
+    /// congestion event (the smoothed rate lags a ramp by a tick or more).
+    recent: VecDeque<(Instant, f64)>,
     sent_total: f64,
     cuts: u64,
 }
@@ -95,7 +119,7 @@ impl RateController {
     /// `ceiling` rows/s (0 = none); `max_request_rows`: the largest request (the bucket size).
     pub fn new(ceiling: u32, max_request_rows: usize) -> RateController {
         let now = Instant::now();
-        let ceiling = (ceiling > 0).then_some(f64::from(ceiling));
+        let ceiling = (ceiling > 0).then_some(f64::from(ceiling) * HEADROOM);
         let capacity = max_request_rows.max(1) as f64;
         let rate = ceiling.unwrap_or(0.0);
         let c = scale(capacity, rate);
@@ -121,6 +145,7 @@ impl RateController {
                 measured: 0.0,
                 started: now,
                 accepted_total: 0.0,
+                recent: VecDeque::new(),
                 sent_total: 0.0,
                 cuts: 0,
             }),
@@ -136,7 +161,7 @@ impl RateController {
     /// send time, which tells congestion events apart).
     pub async fn acquire(&self, rows: usize) -> Instant {
         let need = rows as f64;
-        loop {
+        let jitter = loop {
             let nap = {
                 let mut s = self.lock();
                 let now = Instant::now();
@@ -149,7 +174,12 @@ impl RateController {
                             return now;
                         }
                         let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
-                        s.tokens = (s.tokens + s.rate * elapsed).min(self.capacity);
+                        // The bucket holds one request, or a few milliseconds of the rate when
+                        // requests are small: a one-row bucket at 200 rows/s refills every 5 ms,
+                        // and every late wake-up of a waiting sender would lose the tokens that
+                        // overflowed it (measured: 17% of the rate).
+                        let burst = self.capacity.max(s.rate * TIMER_SLACK.as_secs_f64());
+                        s.tokens = (s.tokens + s.rate * elapsed).min(burst);
                         s.refilled = now;
                         // A request larger than the bucket waits for a full bucket, then goes
                         // into debt: the tokens only ever go negative by less than a request.
@@ -157,7 +187,17 @@ impl RateController {
                         if s.tokens >= want {
                             s.tokens -= need;
                             s.sent_total += need;
-                            return now;
+                            // A grant leaves at a random point of the first quarter of its own
+                            // interval. Exactly paced requests of a first writer arrive just as
+                            // the server's bucket refills, and a second writer's find it empty
+                            // every time (measured: three cuts for the newcomer in 0.6 s, none for
+                            // the incumbent, which kept the whole quota for 10 s); with a random
+                            // phase, who is refused goes with the share of the rate. A strict
+                            // server's burst (0.1 s) absorbs the quarter interval: at the exact
+                            // quota, still 0 throttles.
+                            let interval = need / s.rate.max(MIN_RATE);
+                            let spread = (JITTER * interval).min(MAX_JITTER.as_secs_f64());
+                            break Duration::from_secs_f64(spread * rand::random::<f64>());
                         }
                         s.tick_waited = true;
                         Duration::from_secs_f64(((want - s.tokens) / s.rate.max(MIN_RATE)).max(0.001))
@@ -165,7 +205,9 @@ impl RateController {
                 }
             };
             tokio::time::sleep(nap.min(MAX_NAP)).await;
-        }
+        };
+        tokio::time::sleep(jitter).await;
+        Instant::now()
     }
 
     /// Brings the measured rate and the curve up to date, once a tick.
@@ -188,6 +230,12 @@ impl RateController {
             }
             s.rate = self.curve(s, now);
         }
+        tracing::trace!(
+            rate = s.rate,
+            measured = s.measured,
+            waited = s.tick_waited,
+            "rate tick"
+        );
         s.tick_start = now;
         s.tick_rows = 0.0;
         s.tick_waited = false;
@@ -204,6 +252,17 @@ impl RateController {
         let mut s = self.lock();
         s.tick_rows += rows as f64;
         s.accepted_total += rows as f64;
+        if s.cuts == 0 {
+            let now = Instant::now();
+            while s
+                .recent
+                .front()
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) > RECENT)
+            {
+                s.recent.pop_front();
+            }
+            s.recent.push_back((now, rows as f64));
+        }
     }
 
     /// The server throttled a request granted at `sent_at`. Cuts the rate once per congestion
@@ -217,15 +276,32 @@ impl RateController {
             let until = now + after;
             s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
         }
-        if s.last_cut.is_some_and(|cut| sent_at <= cut) {
+        // The same event: a request sent before the last cut, or throttled within a tick of it
+        // (the server's bucket is still empty, or another writer has not cut yet: a cascade of
+        // cuts 50 ms apart would hand the whole quota to whoever started first).
+        if s.last_cut
+            .is_some_and(|cut| sent_at <= cut || now.saturating_duration_since(cut) < TICK)
+        {
             return false;
         }
         let since_start = now.saturating_duration_since(s.started).as_secs_f64().max(0.05);
+        let mut ramp = false;
         let base = if s.paced {
             // What the server took lately: from a ceiling far above the quota, one event brings the
             // rate to the quota's neighbourhood instead of a cut at a time.
             let measured = if s.measured > 0.0 { s.measured } else { s.rate };
-            s.rate.min(measured)
+            let mut base = s.rate.min(measured);
+            if s.cuts == 0 {
+                // The first event usually ends a ramp (slow start, a ceiling far above the
+                // quota): what the server took in the last quarter second is closer to its quota.
+                let recent: f64 = s.recent.iter().map(|(_, rows)| rows).sum();
+                let window = RECENT.as_secs_f64().min(since_start);
+                let recent = recent / window;
+                // A ramp: not yet paced by this bucket (concurrency was still growing).
+                ramp = recent > base && recent < RAMP * s.rate;
+                base = base.max(recent).min(s.rate);
+            }
+            base
         } else {
             // The first throttle without a ceiling: nothing was paced yet. Start from what the
             // server accepted, or half of what was sent when nothing came back yet.
@@ -236,12 +312,18 @@ impl RateController {
         let base = base.min(self.ceiling.unwrap_or(f64::MAX));
         // Fast convergence (RFC 9438 §4.7): a flow cut below its previous maximum gives up some of
         // it, so that flows sharing the quota converge to fair shares.
-        s.w_max = if s.paced && base < FAST_CONVERGENCE * s.w_max {
+        s.w_max = if s.cuts > 0 && base < FAST_CONVERGENCE * s.w_max {
             base * (1.0 + BETA) / 2.0
         } else {
             base
         };
         s.rate = (BETA * base).max(MIN_RATE);
+        if ramp {
+            // Still climbing when the server pushed back: what it took is a floor of its quota,
+            // not a rate it refused. Hold it, and climb back as though it had been cut by β.
+            s.rate = base;
+            s.w_max = base / BETA;
+        }
         s.c = scale(self.capacity, s.w_max);
         s.k = ((s.w_max - s.rate).max(0.0) / s.c).cbrt();
         s.tokens = s.tokens.min(0.0);
@@ -250,6 +332,8 @@ impl RateController {
         s.last_cut = Some(now);
         s.paced = true;
         s.cuts += 1;
+        s.recent = VecDeque::new();
+        tracing::debug!(base, rate = s.rate, w_max = s.w_max, k = s.k, "rate cut");
         true
     }
 
@@ -279,7 +363,7 @@ mod tests {
         // 1000 rows at 2000/s with a 100-row bucket: 900 rows wait 0.45 s.
         let took = start.elapsed().as_secs_f64();
         assert!((0.44..0.50).contains(&took), "took {took}s");
-        assert_eq!(lim.current_rate(), Some(2000));
+        assert_eq!(lim.current_rate(), Some(1960), "2% below the ceiling");
     }
 
     #[tokio::test(start_paused = true)]
@@ -288,17 +372,55 @@ mod tests {
         let before = lim.acquire(100).await;
         tokio::time::advance(Duration::from_millis(10)).await;
         assert!(lim.throttled(before, None));
-        let cut = (1000.0 * BETA) as u32;
+        let cut = (1000.0 * HEADROOM * BETA) as u32;
         assert_eq!(lim.current_rate(), Some(cut));
         // Another request sent before the cut is the same event.
         assert!(!lim.throttled(before, None));
         assert_eq!(lim.current_rate(), Some(cut));
-        // A request sent after the cut and throttled again is a new event.
-        tokio::time::advance(Duration::from_millis(200)).await;
+        // A request sent after the cut but throttled within a tick of it is the same event (the
+        // server's bucket has not refilled yet).
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let soon = lim.acquire(100).await;
+        assert!(!lim.throttled(soon, None));
+        assert_eq!(lim.cuts(), 1);
+        // Later, a request sent after the cut and throttled again is a new event.
+        tokio::time::advance(Duration::from_millis(300)).await;
         let after = lim.acquire(100).await;
         assert!(lim.throttled(after, None));
         assert!(lim.current_rate().is_some_and(|r| r < cut));
         assert_eq!(lim.cuts(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_event_that_ends_a_ramp_holds_what_the_server_took() {
+        // A 1-row bucket under a 1,500 ceiling, concurrency still growing: the server takes
+        // 100 rows/s, then 200, then throttles.
+        let lim = RateController::new(1500, 1);
+        for step in 0..40u64 {
+            lim.acquire(1).await;
+            lim.accepted(if step < 20 { 1 } else { 2 });
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        let sent = lim.acquire(1).await;
+        assert!(lim.throttled(sent, None));
+        // The last quarter second took ~200 rows/s: a floor of the quota, held (not cut by β).
+        let rate = lim.current_rate().expect("paced");
+        assert!((150..=220).contains(&rate), "{rate}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_wake_ups_do_not_lose_tokens_of_a_small_bucket() {
+        // 200 rows/s, one-row requests: the bucket refills every 5 ms. A sender that comes back
+        // 20 ms late finds the 4 rows it missed, not just one.
+        let lim = RateController::new(200, 1);
+        lim.acquire(1).await;
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        for _ in 0..4 {
+            lim.acquire(1).await;
+        }
+        // Without the slack: 15 ms more (three rows at 5 ms); grants add at most 1.25 ms of jitter.
+        assert!(start.elapsed() < Duration::from_millis(10), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
@@ -358,7 +480,11 @@ mod tests {
             lim.accepted(10);
             assert!(lim.current_rate().is_some_and(|r| r <= 500));
         }
-        assert_eq!(lim.current_rate(), Some(500), "back at the ceiling after a minute");
+        assert_eq!(
+            lim.current_rate(),
+            Some(490),
+            "back at the ceiling (less 2%) after a minute"
+        );
     }
 
     #[tokio::test(start_paused = true)]

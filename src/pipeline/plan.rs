@@ -115,6 +115,7 @@ pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMappi
             seen.insert(seen_path.clone(), i);
             let mut options = ReadOptions {
                 format: s.format,
+                complete_lines: config.follow,
                 ..ReadOptions::default()
             };
             if let Some(d) = s.delimiter {

@@ -243,8 +243,9 @@ impl CsvReader {
         delimiter: u8,
         quoting: bool,
         start: Option<(u64, u64)>,
+        limit: Option<u64>,
     ) -> Result<Self, ReadError> {
-        let (stream, counter, verified) = super::open_stream(path, compression, 0, None)?;
+        let (stream, counter, verified) = super::open_stream(path, compression, 0, limit)?;
         let (stream, bom) = super::strip_bom(path, compression, stream)?;
         let tracker = QuoteTracker::new(stream, delimiter, quoting, bom, Some(1));
         let mut rdr = builder(delimiter, quoting).from_reader(tracker);
@@ -475,6 +476,7 @@ mod tests {
         let opts = ReadOptions {
             delimiter: b';',
             format: None,
+            ..ReadOptions::default()
         };
         let rows = read_all(&p, &opts, None);
         assert_eq!(
@@ -486,6 +488,7 @@ mod tests {
         let opts = ReadOptions {
             delimiter: b'\t',
             format: None,
+            ..ReadOptions::default()
         };
         let rows = read_all(&p, &opts, None);
         assert_eq!(

@@ -147,6 +147,9 @@ pub struct ReadOptions {
     pub delimiter: u8,
     /// Override of the format detected from the extension.
     pub format: Option<Format>,
+    /// Plain CSV/JSONL only: read up to the file's last line end, never a last line still being
+    /// written (`serve` follows growing files this way).
+    pub complete_lines: bool,
 }
 
 impl Default for ReadOptions {
@@ -154,6 +157,7 @@ impl Default for ReadOptions {
         ReadOptions {
             delimiter: b',',
             format: None,
+            complete_lines: false,
         }
     }
 }
@@ -410,6 +414,10 @@ fn is_tsv(path: &Path) -> bool {
 /// that never closes stops the file; a resumed CSV/JSONL read must start on a line.
 pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<Box<dyn RowReader>, ReadError> {
     let (format, compression) = detect(path, opts.format)?;
+    let limit = match (format, compression) {
+        (Format::Csv | Format::Jsonl, Compression::None) if opts.complete_lines => Some(complete_lines_end(path)?),
+        _ => None,
+    };
     let wrong_kind = |expected: &str| ReadError::File {
         file: path.to_path_buf(),
         message: format!(
@@ -424,7 +432,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                 Some(Position::Offset { byte, rows }) => Some((byte, rows)),
                 Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
             };
-            let inner = jsonl_reader::JsonlReader::open(path, compression, start)?;
+            let inner = jsonl_reader::JsonlReader::open(path, compression, start, None)?;
             Ok(Box::new(dead_letter::DeadLetterReader::new(path, inner)))
         }
         Format::Csv | Format::Jsonl => {
@@ -447,9 +455,15 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                     delimiter,
                     quoting,
                     start,
+                    limit,
                 )?))
             } else {
-                Ok(Box::new(jsonl_reader::JsonlReader::open(path, compression, start)?))
+                Ok(Box::new(jsonl_reader::JsonlReader::open(
+                    path,
+                    compression,
+                    start,
+                    limit,
+                )?))
             }
         }
         Format::Parquet => {
@@ -486,8 +500,9 @@ impl<R: Read> Read for Counting<R> {
 ///
 /// Compressed files are verified first (see [`verify_compressed`]) unless `verified` gives the
 /// raw length an earlier call of the same reader verified; the stream then stops at that length,
-/// so bytes appended after the verification are never released. A `skip` > 0 must fall on a line
-/// start (see [`check_line_start`]).
+/// so bytes appended after the verification are never released. For a plain file, `verified` is
+/// where the stream stops (the end of its complete lines, or its length at the first open). A
+/// `skip` > 0 must fall on a line start (see [`check_line_start`]).
 fn open_stream(
     path: &Path,
     compression: Compression,
@@ -501,6 +516,7 @@ fn open_stream(
         .len();
     let count: ByteCounter = Arc::new(AtomicU64::new(0));
     if compression == Compression::None {
+        let len = verified.map_or(len, |v| v.min(len));
         let mut head = Vec::new();
         if skip > 0 {
             if len < skip {
@@ -513,10 +529,12 @@ fn open_stream(
             count.fetch_add(head.len() as u64, Ordering::Relaxed);
             check_line_start(path, skip, &head)?;
             head.remove(0);
+            head.truncate(usize::try_from(len - skip).unwrap_or(usize::MAX));
             count.store(skip, Ordering::Relaxed);
         }
+        let rest = len.saturating_sub(skip + head.len() as u64);
         let stream = Counting {
-            inner: file,
+            inner: file.take(rest),
             count: count.clone(),
         };
         return Ok((Box::new(io::Cursor::new(head).chain(stream)), count, len));
@@ -555,6 +573,29 @@ fn open_stream(
         stream = Box::new(io::Cursor::new(head).chain(stream));
     }
     Ok((stream, count, verified))
+}
+
+/// Where the complete lines of a plain file end: just after its last `\n` (0 if it has none).
+pub(crate) fn complete_lines_end(path: &Path) -> Result<u64, ReadError> {
+    let mut file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let len = file
+        .metadata()
+        .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
+        .len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..usize::try_from(end - start).unwrap_or(0)];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(chunk))
+            .map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// Up to `n` bytes from `r` (fewer only at its end).
