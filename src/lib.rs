@@ -4,7 +4,8 @@
 //! `client` (API shapes, typed wire errors, sending, retry) → `ack` (which rows are done, in
 //! memory) → `checkpoint` (the durable, locked state directory) / `deadletter`; acknowledgements
 //! flow back from `client` through `pipeline` to `batch` (per-key order) and `ack`. `pipeline`
-//! wires the stages; `report` counts and shows. The vocabulary shared with the emulator (field
+//! wires the stages; `report` counts and shows; `service` runs passes of the pipeline as a
+//! daemon (`serve`: watching, `/healthz`, `/readyz`, `/metrics`). The vocabulary shared with the emulator (field
 //! types, ops, primary keys, API versions, the request limit, SignerV4) lives in `vikingdb-types`;
 //! the library never imports `vikingdb-emulator` (only the binary does, for the demo). See
 //! docs/architecture.md.
@@ -21,4 +22,5 @@ pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod schema;
+pub mod service;
 pub mod source;

@@ -1,8 +1,9 @@
-//! The `vikingsync` command line: `run`, `validate`, `status`, `emulator`.
+//! The `vikingsync` command line: `run`, `serve`, `validate`, `status`, `emulator`.
 //!
 //! Owns: argument parsing, logging setup, exit codes and what is printed at the end, and the
-//! process's signal handling: SIGINT/SIGTERM cancel one shutdown token that `run` and `emulator`
-//! react to.
+//! process's signal handling: the first SIGINT/SIGTERM cancels one shutdown token that `run`,
+//! `serve` and `emulator` react to (drain, commit); a second one exits at once (130), the
+//! checkpoint consistent because every commit is an atomic rename.
 //! Never: holds pipeline logic; it calls the library.
 
 use std::path::PathBuf;
@@ -14,8 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 mod demo;
 
+use std::sync::Arc;
+
 use vikingsync::config::Config;
 use vikingsync::pipeline::{self, RunOptions};
+use vikingsync::report::Stats;
+use vikingsync::service::{self, ServiceState};
 
 /// Keeps Volcengine VikingDB collections in step with CSV, JSONL and Parquet files.
 #[derive(Parser, Debug)]
@@ -55,6 +60,23 @@ enum Command {
         /// dead-letter file shorter than its checkpoint says.
         #[arg(long)]
         start_over: bool,
+        /// Also serve /healthz, /readyz and /metrics on this address while the run lasts.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Long-running service: watch the sources' directories, sync each file as it arrives and
+    /// follow CSV/JSONL files that grow; /healthz, /readyz and /metrics over HTTP.
+    ///
+    /// Exit codes: 0 stopped by SIGTERM/SIGINT after draining and committing; 2 rejected rows
+    /// exceeded max_rejected_rows; 1 any other failure (130: a second signal, no drain).
+    Serve {
+        /// The TOML config (see docs/config.md): the same as `run`'s.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Address of the HTTP endpoints (default `[serve] listen`, 127.0.0.1:9898). The bound
+        /// address is printed on stdout as `listening on http://ADDR`.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Check the config and read the sources; report rows that would be rejected. Sends nothing.
     ///
@@ -111,7 +133,9 @@ fn main() -> ExitCode {
                 config,
                 no_progress,
                 start_over,
-            } => run(config, no_progress, start_over, cancel_on_signal()).await,
+                listen,
+            } => run(config, no_progress, start_over, listen, cancel_on_signal()).await,
+            Command::Serve { config, listen } => serve(config, listen, cancel_on_signal()).await,
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
             Command::Emulator(args) => {
@@ -135,7 +159,16 @@ fn cancel_on_signal() -> CancellationToken {
     tokio::spawn(async move {
         match wait_for_signal().await {
             Ok(()) => cancel.cancel(),
-            Err(e) => tracing::error!("cannot watch for SIGINT/SIGTERM, so a signal cannot stop gracefully: {e}"),
+            Err(e) => {
+                tracing::error!("cannot watch for SIGINT/SIGTERM, so a signal cannot stop gracefully: {e}");
+                return;
+            }
+        }
+        // A second signal: stop now. Every commit is an atomic rename, so the checkpoint on disk
+        // is the last complete one; what was in flight is sent again by the next run.
+        if wait_for_signal().await.is_ok() {
+            eprintln!("second signal: exiting now without draining; the checkpoint is consistent");
+            std::process::exit(130);
         }
     });
     token
@@ -160,7 +193,21 @@ async fn wait_for_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }
 
-async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: CancellationToken) -> ExitCode {
+/// Starts the HTTP endpoints and prints the bound address on stdout.
+async fn endpoints(addr: &str, state: Arc<ServiceState>, stop: CancellationToken) -> Result<(), String> {
+    match service::http::start(addr, state, stop).await {
+        Ok(bound) => {
+            println!("listening on http://{bound}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            tracing::info!(%bound, "HTTP endpoints: /healthz /readyz /metrics");
+            Ok(())
+        }
+        Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+    }
+}
+
+async fn serve(path: PathBuf, listen: Option<String>, shutdown: CancellationToken) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -168,7 +215,6 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: Cance
             return ExitCode::from(1);
         }
     };
-    let progress = !no_progress && std::io::stderr().is_terminal();
     let local = match demo::start(&config).await {
         Ok(local) => local,
         Err(e) => {
@@ -177,7 +223,95 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: Cance
         }
     };
     let endpoint = local.as_ref().map(|l| l.endpoint.clone());
-    let report = pipeline::run(
+    let options = RunOptions {
+        progress: false,
+        start_over: false,
+        shutdown: shutdown.clone(),
+        endpoint,
+    };
+    let stats = Arc::new(Stats::default());
+    let engine = match pipeline::Engine::connect(&config, &options, stats.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let stall = config.retry.max_elapsed().max(std::time::Duration::from_secs(60));
+    let state = Arc::new(ServiceState::new(stats.clone(), stall, false));
+    let http_stop = CancellationToken::new();
+    let addr = listen.unwrap_or_else(|| config.serve.listen.clone());
+    if let Err(e) = endpoints(&addr, state.clone(), http_stop.clone()).await {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let log_stop = CancellationToken::new();
+    service::spawn_progress_log(stats.clone(), PROGRESS_EVERY, false, log_stop.clone());
+    let result = service::serve(config, options, engine, state).await;
+    log_stop.cancel();
+    http_stop.cancel();
+    if let Some(local) = local {
+        local.emulator.shutdown().await;
+    }
+    let s = stats.snapshot(std::time::Duration::ZERO);
+    tracing::info!(
+        rows_read = s.rows_read,
+        applied = s.applied,
+        rejected = s.rejected,
+        requests = s.requests,
+        retries = s.retries,
+        throttles = s.throttles,
+        "summary"
+    );
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// How often `run` (when stderr is not a terminal) and `serve` log a progress line.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn run(
+    path: PathBuf,
+    no_progress: bool,
+    start_over: bool,
+    listen: Option<String>,
+    shutdown: CancellationToken,
+) -> ExitCode {
+    let started = std::time::Instant::now();
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let progress = !no_progress && std::io::stderr().is_terminal();
+    let stats = Arc::new(Stats::default());
+    let side_stop = CancellationToken::new();
+    if let Some(addr) = &listen {
+        let state = Arc::new(ServiceState::new(stats.clone(), config.retry.max_elapsed(), true));
+        if let Err(e) = endpoints(addr, state, side_stop.clone()).await {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if !std::io::stderr().is_terminal() {
+        service::spawn_progress_log(stats.clone(), PROGRESS_EVERY, true, side_stop.clone());
+    }
+    let local = match demo::start(&config).await {
+        Ok(local) => local,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let endpoint = local.as_ref().map(|l| l.endpoint.clone());
+    let report = pipeline::run_with(
         config,
         RunOptions {
             progress,
@@ -185,8 +319,11 @@ async fn run(path: PathBuf, no_progress: bool, start_over: bool, shutdown: Cance
             shutdown,
             endpoint,
         },
+        stats,
+        started,
     )
     .await;
+    side_stop.cancel();
     if let Some(local) = local {
         local.emulator.shutdown().await;
     }

@@ -12,7 +12,21 @@ use serde::Serialize;
 
 use crate::record::Op;
 
-/// Counters for one run. Cheap to bump from any task.
+/// Upper bounds of the request-duration histogram, seconds.
+pub const REQUEST_SECONDS_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Round trips of requests that got an HTTP answer, seconds (`/metrics`).
+#[derive(Debug, Clone)]
+pub struct RequestSeconds(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for RequestSeconds {
+    fn default() -> Self {
+        RequestSeconds(prometheus_client::metrics::histogram::Histogram::new(REQUEST_SECONDS_BUCKETS))
+    }
+}
+
+/// Counters for one run (or one service). Cheap to bump from any task. The summary and
+/// `/metrics` read the same counters, so they never disagree.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub rows_read: AtomicU64,
@@ -35,6 +49,23 @@ pub struct Stats {
     /// The in-flight limit after the latest request, and the highest it reached.
     pub concurrency_now: AtomicU64,
     pub concurrency_peak: AtomicU64,
+    /// Rejected rows by op (`rejected` is their sum); `rejected_unknown`: rows that could not be
+    /// read far enough to know their op.
+    pub rejected_upsert: AtomicU64,
+    pub rejected_update: AtomicU64,
+    pub rejected_delete: AtomicU64,
+    pub rejected_unknown: AtomicU64,
+    /// Requests on the wire now.
+    pub in_flight: AtomicU64,
+    /// Answers by HTTP status; index 0 counts requests that got no HTTP answer (transport).
+    pub requests_by_status: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+    pub request_seconds: RequestSeconds,
+    /// Rows applied or rejected that the last commit made durable (this process).
+    pub rows_committed: AtomicU64,
+    /// Files whose rows were all acknowledged and committed (this process).
+    pub files_done: AtomicU64,
+    /// Bytes of the files this process set out to read (for the ETA of `run`'s log lines).
+    pub bytes_total: AtomicU64,
 }
 
 impl Stats {
@@ -45,6 +76,27 @@ impl Stats {
             Op::Delete => &self.applied_delete,
         }
         .fetch_add(n, Relaxed);
+    }
+
+    pub fn add_rejected(&self, op: Option<Op>) {
+        self.rejected.fetch_add(1, Relaxed);
+        match op {
+            Some(Op::Upsert) => &self.rejected_upsert,
+            Some(Op::Update) => &self.rejected_update,
+            Some(Op::Delete) => &self.rejected_delete,
+            None => &self.rejected_unknown,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// Counts one answer (`status` 0: none, a transport failure) and its round trip.
+    pub fn observe_request(&self, status: u16, seconds: Option<f64>) {
+        let mut by = self.requests_by_status.lock().unwrap_or_else(|e| e.into_inner());
+        *by.entry(status).or_insert(0) += 1;
+        drop(by);
+        if let Some(s) = seconds {
+            self.request_seconds.0.observe(s);
+        }
     }
 
     /// Records the flow controllers' state after a request (`rate`: `None` = unpaced).

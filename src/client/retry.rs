@@ -100,6 +100,17 @@ fn chain(e: &reqwest::Error) -> String {
 }
 
 impl WireError {
+    /// The HTTP status of the answer; `None` when there was none (transport).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            WireError::Transport { .. } => None,
+            WireError::Redirect { status, .. }
+            | WireError::NotAnAnswer { status, .. }
+            | WireError::Oversized { status, .. } => Some(*status),
+            WireError::Server { error, .. } => Some(error.status),
+        }
+    }
+
     /// A transport failure, kind read off the error.
     pub fn transport(endpoint: &str, source: reqwest::Error) -> WireError {
         let kind = if source.is_timeout() {

@@ -288,6 +288,15 @@ impl Sender {
         }
     }
 
+    /// Whether the endpoint answers HTTP at all (any status): a GET of its root, unsigned. For
+    /// readiness, not a credential check.
+    pub async fn ping(&self) -> Result<u16, String> {
+        match self.http.get(format!("{}/", self.base)).send().await {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(e) => Err(WireError::transport(&format!("GET {}/", self.base), e).to_string()),
+        }
+    }
+
     /// Requests that may be in flight now (the concurrency controller's limit).
     pub fn in_flight_limit(&self) -> usize {
         self.flow.concurrency.limit()
@@ -307,7 +316,17 @@ impl Sender {
         let sent_at = rate.acquire(rows).await;
         let flight = self.flow.concurrency.start();
         self.stats.requests.fetch_add(1, Relaxed);
+        self.stats.in_flight.fetch_add(1, Relaxed);
+        let on_wire = std::time::Instant::now();
         let outcome = self.exchange(path, body, hash).await;
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+        let status = match &outcome {
+            Ok(Sent::Applied) => Some(200),
+            Ok(Sent::Refused(e)) => Some(e.status),
+            Err(AttemptError::Throttled(_, w) | AttemptError::Retryable(w) | AttemptError::Fatal(_, w)) => w.status(),
+        };
+        self.stats
+            .observe_request(status.unwrap_or(0), status.map(|_| on_wire.elapsed().as_secs_f64()));
         match &outcome {
             Ok(_) => {
                 rate.accepted(rows);

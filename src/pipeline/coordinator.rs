@@ -51,9 +51,6 @@ impl SendBatches for Sender {
 /// Records held back behind a busy key, at most, before the coordinator stops taking input.
 const MAX_WAITING: usize = 10_000;
 
-/// How long in-flight requests may take to finish after a stop is requested.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
 /// The coordinator's knobs, from the config.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -65,6 +62,8 @@ pub(super) struct Settings {
     pub primary_key: Arc<str>,
     pub commit_interval: Duration,
     pub commit_rows: u64,
+    /// How long in-flight requests may take to finish after a stop is requested.
+    pub stop_grace: Duration,
 }
 
 impl Settings {
@@ -81,6 +80,7 @@ impl Settings {
             primary_key: Arc::from(config.collection.primary_key.as_str()),
             commit_interval: config.state.commit_interval(),
             commit_rows: config.state.commit_rows,
+            stop_grace: config.serve.drain_deadline(),
         }
     }
 }
@@ -106,6 +106,9 @@ pub(super) struct Coordinator<S: SendBatches> {
     primary_key: Arc<str>,
     commit_interval: Duration,
     commit_rows: u64,
+    stop_grace: Duration,
+    /// Files whose end was already logged as done.
+    announced: Vec<bool>,
     acked_since_commit: u64,
     last_commit: Instant,
     shutdown: CancellationToken,
@@ -125,6 +128,7 @@ impl<S: SendBatches> Coordinator<S> {
     ) -> Coordinator<S> {
         let tracker = Tracker::new(files.len(), |i| (files[i].start, files[i].applied, files[i].rejected));
         let rejected_before = files.iter().map(|f| f.rejected).sum();
+        let announced = files.iter().map(|f| f.skip).collect();
         Coordinator {
             files,
             carried,
@@ -142,6 +146,8 @@ impl<S: SendBatches> Coordinator<S> {
             primary_key: settings.primary_key,
             commit_interval: settings.commit_interval,
             commit_rows: settings.commit_rows,
+            stop_grace: settings.stop_grace,
+            announced,
             acked_since_commit: 0,
             last_commit: Instant::now(),
             shutdown,
@@ -212,7 +218,7 @@ impl<S: SendBatches> Coordinator<S> {
                     {
                         self.commit()?;
                     }
-                    if stopping.is_some_and(|t| t.elapsed() >= STOP_GRACE) {
+                    if stopping.is_some_and(|t| t.elapsed() >= self.stop_grace) {
                         return Err(RunError::Interrupted);
                     }
                 }
@@ -274,9 +280,29 @@ impl<S: SendBatches> Coordinator<S> {
             checksum: String::new(),
         };
         self.store.commit(&mut cp)?;
+        self.stats
+            .rows_committed
+            .store(self.stats.applied() + self.stats.rejected.load(Relaxed), Relaxed);
+        self.announce();
         self.acked_since_commit = 0;
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// One log line per file whose rows are all acknowledged and committed.
+    fn announce(&mut self) {
+        for (i, progress) in self.tracker.files.iter().enumerate() {
+            if progress.done() && !self.announced[i] {
+                self.announced[i] = true;
+                self.stats.files_done.fetch_add(1, Relaxed);
+                tracing::info!(
+                    file = %self.files[i].source.path.display(),
+                    applied = progress.applied,
+                    rejected = progress.rejected,
+                    "file done"
+                );
+            }
+        }
     }
 
     fn state_error(&self, source: std::io::Error) -> RunError {
@@ -340,10 +366,12 @@ impl<S: SendBatches> Coordinator<S> {
         tracing::debug!(file = %entry.file, row = entry.row, error = %entry.error, "row rejected");
         // Written at once; the checkpoint records the length that goes with its acknowledgements,
         // and a resume cuts the file back to it, so each rejected row appears exactly once.
+        let entry_op = entry.op;
         self.dead.append(&entry).map_err(|e| self.state_error(e))?;
         self.tracker.rejected(origin)?;
         // The limit counts the whole backfill, earlier runs of it included.
-        let rejected = self.stats.rejected.fetch_add(1, Relaxed) + 1 + self.rejected_before;
+        self.stats.add_rejected(entry_op);
+        let rejected = self.stats.rejected.load(Relaxed) + self.rejected_before;
         match self.max_rejected {
             Some(limit) if rejected > limit => Err(RunError::TooManyRejected {
                 rejected,

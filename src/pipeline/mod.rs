@@ -33,7 +33,7 @@ use crate::schema::Schema;
 use crate::source::ReadError;
 
 pub use coordinator::SendBatches;
-pub use plan::{FilePlan, RunPlan, SourceFile, plan_files, source_files};
+pub use plan::{FilePlan, RunPlan, SourceFile, plan_files, source_files, watched_files};
 pub use status::{FileStatus, StatusReport, status};
 pub use validate::{ValidateReport, validate};
 
@@ -131,8 +131,22 @@ fn locator(config: &Config) -> Locator {
 pub async fn run(config: Config, options: RunOptions) -> RunReport {
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
+    run_with(config, options, stats, started).await
+}
+
+/// [`run`] with counters the caller also reads (`--listen`'s `/metrics`).
+pub async fn run_with(config: Config, options: RunOptions, stats: Arc<Stats>, started: Instant) -> RunReport {
     let dead_letter_path = config.state.dir.join(crate::deadletter::FILE_NAME);
-    let result = run_inner(&config, &options, &stats).await;
+    let result = async {
+        let engine = Engine::connect(&config, &options, stats.clone()).map_err(|e| (0, e))?;
+        let (files, mappings) = source_files(&config).map_err(|e| (0, e))?;
+        let first = PassStart {
+            start_over: options.start_over,
+            forget_previous: config.target.emulator,
+        };
+        engine.pass(&config, &options, files, mappings, first).await
+    }
+    .await;
     let summary = stats.snapshot(started.elapsed());
     let (unfinished, error) = match result {
         Ok(unfinished) => (unfinished, None),
@@ -148,119 +162,157 @@ pub async fn run(config: Config, options: RunOptions) -> RunReport {
 
 type Unfinished = u64;
 
-async fn run_inner(
-    config: &Config,
-    options: &RunOptions,
-    stats: &Arc<Stats>,
-) -> Result<Unfinished, (Unfinished, RunError)> {
-    let early = |e: RunError| (0, e);
-    let (store, previous) = if options.start_over {
-        Store::open_set_aside(&config.state.dir, &[crate::deadletter::FILE_NAME])
-    } else {
-        Store::open(&config.state.dir)
+/// How a pass treats the state directory's previous checkpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassStart {
+    /// Set the checkpoint and dead-letter file aside first (`--start-over`).
+    pub start_over: bool,
+    /// Ignore the previous checkpoint (an in-process emulator starts empty).
+    pub forget_previous: bool,
+}
+
+/// What a run or a service builds once: the sender (its HTTP client and flow controllers) and
+/// the counters. Each pass over files reuses it, so the controllers keep what they learned.
+pub struct Engine {
+    sender: Arc<Sender>,
+    stats: Arc<Stats>,
+}
+
+impl Engine {
+    /// Credentials, the flow controllers and the HTTP client, from the config.
+    pub fn connect(config: &Config, options: &RunOptions, stats: Arc<Stats>) -> Result<Engine, RunError> {
+        let (endpoint, credentials) = if let Some(e) = &options.endpoint {
+            (e.url.clone(), e.credentials.clone())
+        } else if config.target.emulator {
+            let why = "target.emulator = true needs the emulator's endpoint in RunOptions (the binary starts it)";
+            return Err(RunError::Emulator(why.into()));
+        } else {
+            let creds = Credentials::load(config)?;
+            (config.target.endpoint.clone().unwrap_or_default(), creds)
+        };
+        let max_request_rows = if config.collection.vectorize {
+            1
+        } else {
+            config.rate.batch_rows
+        };
+        let flow = Flow {
+            rate: Arc::new(RateController::new(config.rate.rows_per_second, max_request_rows)),
+            async_rate: Arc::new(RateController::new(config.rate.async_rows_per_second, max_request_rows)),
+            concurrency: Arc::new(ConcurrencyController::new(
+                config.rate.concurrency.fixed(),
+                config.rate.max_concurrency,
+            )),
+        };
+        let target = Target {
+            endpoint,
+            region: config.target.region.clone(),
+            api: config.target.api,
+            locator: locator(config),
+            ignore_unknown_fields: config.collection.ignore_unknown_fields,
+            request_timeout: config.request_timeout(),
+            connect_timeout: config.connect_timeout(),
+            max_concurrency: config.rate.concurrency.fixed().unwrap_or(config.rate.max_concurrency),
+            async_upsert: config.collection.async_upsert,
+        };
+        let sender = Arc::new(Sender::new(target, credentials, flow, config.retry.clone(), stats.clone())?);
+        Ok(Engine { sender, stats })
     }
-    .map_err(|e| early(e.into()))?;
-    // An in-process emulator starts empty every run, so a checkpoint from an earlier run
-    // describes a collection that no longer exists: start over.
-    let previous = match previous {
-        Some(_) if config.target.emulator => {
-            tracing::info!("target.emulator: the emulator starts empty, so the previous checkpoint is ignored");
-            None
+
+    /// The counters every pass bumps.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Whether the target answers HTTP (see [`Sender::ping`]).
+    pub async fn ping(&self) -> Result<u16, String> {
+        self.sender.ping().await
+    }
+
+    /// One pass: `files` set against the state directory's checkpoint, read to their end (or
+    /// their last complete line), every row acknowledged, committed. Files of the checkpoint
+    /// that are not in `files` are carried over unchanged.
+    pub async fn pass(
+        &self,
+        config: &Config,
+        options: &RunOptions,
+        files: Vec<SourceFile>,
+        mappings: Vec<crate::schema::SourceMapping>,
+        start: PassStart,
+    ) -> Result<Unfinished, (Unfinished, RunError)> {
+        let early = |e: RunError| (0, e);
+        let stats = &self.stats;
+        let (store, previous) = if start.start_over {
+            Store::open_set_aside(&config.state.dir, &[crate::deadletter::FILE_NAME])
+        } else {
+            Store::open(&config.state.dir)
         }
-        p => p,
-    };
-    let (files, mappings) = source_files(config).map_err(early)?;
-    let RunPlan { files, carried } = plan_files(files, previous.as_ref(), config.state.on_change).map_err(early)?;
-    let files: Arc<[FilePlan]> = files.into();
-    let resumed: u64 = files.iter().map(FilePlan::resumed_rows).sum();
-    stats.rows_resumed.store(resumed, Relaxed);
-    if previous.is_some() {
-        let skipped = files.iter().filter(|f| f.skip).count();
-        tracing::info!(
-            rows_done = resumed,
-            files_done = skipped,
-            "resuming from the checkpoint"
+        .map_err(|e| early(e.into()))?;
+        let previous = match previous {
+            Some(_) if start.forget_previous => {
+                tracing::info!("target.emulator: the emulator starts empty, so the previous checkpoint is ignored");
+                None
+            }
+            p => p,
+        };
+        let RunPlan { files, carried } =
+            plan_files(files, previous.as_ref(), config.state.on_change).map_err(early)?;
+        let files: Arc<[FilePlan]> = files.into();
+        let resumed: u64 = files.iter().map(FilePlan::resumed_rows).sum();
+        stats.rows_resumed.store(resumed, Relaxed);
+        if previous.is_some() && !config.follow {
+            let skipped = files.iter().filter(|f| f.skip).count();
+            tracing::info!(
+                rows_done = resumed,
+                files_done = skipped,
+                "resuming from the checkpoint"
+            );
+        }
+        let state_err = |source| {
+            early(RunError::State {
+                dir: config.state.dir.clone(),
+                source,
+            })
+        };
+        let dead = DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len))
+            .map_err(state_err)?;
+        let schema = Schema::from_config(&config.collection);
+        let total_bytes: u64 = files.iter().filter(|f| !f.skip).map(|f| f.fingerprint.size).sum();
+        stats.bytes_total.fetch_add(total_bytes, Relaxed);
+        let progress = Progress::new(total_bytes, options.progress);
+        if !config.follow {
+            tracing::info!(files = files.len(), bytes = total_bytes, "starting");
+        }
+
+        let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+        let reader_stats = stats.clone();
+        let reader_files = files.clone();
+        let reader = std::thread::Builder::new()
+            .name("vikingsync-reader".into())
+            .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
+            .map_err(state_err)?;
+
+        let mut coordinator = Coordinator::new(
+            Settings::from_config(config),
+            files,
+            carried,
+            store,
+            dead,
+            self.sender.clone(),
+            stats.clone(),
+            options.shutdown.clone(),
         );
-    }
-    let (endpoint, credentials) = if let Some(e) = &options.endpoint {
-        (e.url.clone(), e.credentials.clone())
-    } else if config.target.emulator {
-        let why = "target.emulator = true needs the emulator's endpoint in RunOptions (the binary starts it)";
-        return Err(early(RunError::Emulator(why.into())));
-    } else {
-        let creds = Credentials::load(config).map_err(|e| early(e.into()))?;
-        (config.target.endpoint.clone().unwrap_or_default(), creds)
-    };
-    let state_err = |source| {
-        early(RunError::State {
-            dir: config.state.dir.clone(),
-            source,
-        })
-    };
-    let dead =
-        DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len)).map_err(state_err)?;
-
-    let schema = Schema::from_config(&config.collection);
-    let max_request_rows = if config.collection.vectorize {
-        1
-    } else {
-        config.rate.batch_rows
-    };
-    let flow = Flow {
-        rate: Arc::new(RateController::new(config.rate.rows_per_second, max_request_rows)),
-        async_rate: Arc::new(RateController::new(config.rate.async_rows_per_second, max_request_rows)),
-        concurrency: Arc::new(ConcurrencyController::new(
-            config.rate.concurrency.fixed(),
-            config.rate.max_concurrency,
-        )),
-    };
-    let target = Target {
-        endpoint,
-        region: config.target.region.clone(),
-        api: config.target.api,
-        locator: locator(config),
-        ignore_unknown_fields: config.collection.ignore_unknown_fields,
-        request_timeout: config.request_timeout(),
-        connect_timeout: config.connect_timeout(),
-        max_concurrency: config.rate.concurrency.fixed().unwrap_or(config.rate.max_concurrency),
-        async_upsert: config.collection.async_upsert,
-    };
-    let sender = Arc::new(
-        Sender::new(target, credentials, flow, config.retry.clone(), stats.clone()).map_err(|e| early(e.into()))?,
-    );
-    let total_bytes: u64 = files.iter().filter(|f| !f.skip).map(|f| f.fingerprint.size).sum();
-    let progress = Progress::new(total_bytes, options.progress);
-    tracing::info!(files = files.len(), bytes = total_bytes, "starting");
-
-    let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
-    let reader_stats = stats.clone();
-    let reader_files = files.clone();
-    let reader = std::thread::Builder::new()
-        .name("vikingsync-reader".into())
-        .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
-        .map_err(state_err)?;
-
-    let mut coordinator = Coordinator::new(
-        Settings::from_config(config),
-        files,
-        carried,
-        store,
-        dead,
-        sender,
-        stats.clone(),
-        options.shutdown.clone(),
-    );
-    let outcome = coordinator.drive(rx, &progress).await;
-    progress.finish();
-    // Whatever stopped the run, abandon what is still in flight (those rows stay ahead of the
-    // checkpoint) and commit what was acknowledged.
-    let (unfinished, committed) = coordinator.finish();
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    // The state directory's lock goes with the coordinator, after the reader has stopped.
-    drop(coordinator);
-    match (outcome, committed) {
-        (Ok(()), Ok(())) => Ok(unfinished),
-        (Err(e), _) => Err((unfinished, e)),
-        (Ok(()), Err(e)) => Err((unfinished, e)),
+        let outcome = coordinator.drive(rx, &progress).await;
+        progress.finish();
+        // Whatever stopped the pass, abandon what is still in flight (those rows stay ahead of
+        // the checkpoint) and commit what was acknowledged.
+        let (unfinished, committed) = coordinator.finish();
+        let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        // The state directory's lock goes with the coordinator, after the reader has stopped.
+        drop(coordinator);
+        match (outcome, committed) {
+            (Ok(()), Ok(())) => Ok(unfinished),
+            (Err(e), _) => Err((unfinished, e)),
+            (Ok(()), Err(e)) => Err((unfinished, e)),
+        }
     }
 }

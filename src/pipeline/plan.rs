@@ -87,12 +87,26 @@ pub struct RunPlan {
 
 /// Expands every `[[sources]]` entry into its files, in config order then sorted path order.
 pub fn source_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), RunError> {
+    collect_sources(config, false)
+}
+
+/// [`source_files`] for `serve`: a pattern may match nothing yet.
+pub fn watched_files(config: &Config) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), RunError> {
+    collect_sources(config, true)
+}
+
+fn collect_sources(config: &Config, allow_empty: bool) -> Result<(Vec<SourceFile>, Vec<SourceMapping>), RunError> {
     let mut files = Vec::new();
     let mut mappings = Vec::new();
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     for (i, s) in config.sources.iter().enumerate() {
         mappings.push(SourceMapping::from_config(s));
-        for path in source::expand(&s.path, &config.base_dir)? {
+        let paths = if allow_empty {
+            source::expand_allow_empty(&s.path, &config.base_dir)?
+        } else {
+            source::expand(&s.path, &config.base_dir)?
+        };
+        for path in paths {
             // One file read by two sources would be sent twice and checkpointed once.
             let seen_path = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if let Some(&first) = seen.get(&seen_path) {

@@ -262,6 +262,40 @@ pub fn f32_to_f64_shortest(x: f32) -> f64 {
 /// wildcards skip hidden names (a leading `.` must be written out), so `*.csv` does not pick up
 /// an editor's or uploader's `.part.csv` temporary.
 pub fn expand(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    expand_with(pattern, base_dir, false)
+}
+
+/// [`expand`], but a pattern that matches nothing (or a plain path that does not exist yet) is
+/// an empty list: `serve` waits for files to arrive.
+pub fn expand_allow_empty(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    expand_with(pattern, base_dir, true)
+}
+
+/// The directory a pattern's files live in: its path up to the first component with a glob
+/// character (or the plain path's parent), joined to `base_dir` when relative.
+pub fn watch_dir(pattern: &str, base_dir: &Path) -> PathBuf {
+    let full = if Path::new(pattern).is_absolute() {
+        PathBuf::from(pattern)
+    } else {
+        base_dir.join(pattern)
+    };
+    let mut dir = PathBuf::new();
+    let mut globbed = false;
+    for c in full.components() {
+        if c.as_os_str().to_string_lossy().contains(['*', '?', '[']) {
+            globbed = true;
+            break;
+        }
+        dir.push(c);
+    }
+    if globbed {
+        dir
+    } else {
+        full.parent().map(Path::to_path_buf).unwrap_or(dir)
+    }
+}
+
+fn expand_with(pattern: &str, base_dir: &Path, allow_empty: bool) -> Result<Vec<PathBuf>, ReadError> {
     let as_path = Path::new(pattern);
     let full = if as_path.is_absolute() {
         as_path.to_path_buf()
@@ -276,6 +310,7 @@ pub fn expand(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, ReadError>
                 file: full,
                 message: "not a regular file".into(),
             }),
+            Err(e) if allow_empty && e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(ReadError::File {
                 file: full,
                 message: format!("cannot open: {e}"),
@@ -322,7 +357,7 @@ pub fn expand(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, ReadError>
             }
         }
     }
-    if files.is_empty() {
+    if files.is_empty() && !allow_empty {
         return Err(ReadError::File {
             file: PathBuf::from(pattern),
             message: format!("the pattern matches no files (looked for {full_pattern})"),

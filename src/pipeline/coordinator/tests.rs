@@ -162,6 +162,7 @@ fn settings(concurrency: usize, batch_rows: usize) -> Settings {
         primary_key: Arc::from("id"),
         commit_interval: Duration::from_secs(3600),
         commit_rows: u64::MAX,
+        stop_grace: Duration::from_secs(10),
     }
 }
 
