@@ -445,6 +445,16 @@ fn status(path: PathBuf, json: bool) -> ExitCode {
         None => println!("last commit    none (no checkpoint yet)"),
     }
     println!("dead letters   {}", report.dead_letter_entries);
+    if !report.service.is_empty() {
+        println!();
+        println!("service files (serve)");
+        for f in &report.service {
+            match &f.error {
+                Some(e) => println!("{:<8} {}  ({e})", f.state, f.path.display()),
+                None => println!("{:<8} {}", f.state, f.path.display()),
+            }
+        }
+    }
     println!();
     println!(
         "{:<6} {:>10} {:>10} {:>9} {:>7}  {:<18} file",

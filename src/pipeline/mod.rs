@@ -34,7 +34,7 @@ use crate::source::ReadError;
 
 pub use coordinator::SendBatches;
 pub use plan::{FilePlan, RunPlan, SourceFile, plan_files, source_files, watched_files};
-pub use status::{FileStatus, StatusReport, status};
+pub use status::{FileStatus, SERVICE_FILE, ServiceFile, StatusReport, status};
 pub use validate::{ValidateReport, validate};
 
 use coordinator::{Coordinator, Settings};

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::RunError;
-use super::plan::source_files;
+use super::plan::watched_files;
 use crate::checkpoint::{FileCheckpoint, Fingerprint, Standing};
 use crate::config::Config;
 use crate::source::{self, Position};
@@ -38,13 +38,28 @@ pub struct StatusReport {
     pub commits: u64,
     pub dead_letter_entries: u64,
     pub files: Vec<FileStatus>,
+    /// The file table `serve` keeps beside the checkpoint ([`SERVICE_FILE`]), when there is one.
+    pub service: Vec<ServiceFile>,
+}
+
+/// The file `serve` keeps its file table in, in the state directory.
+pub const SERVICE_FILE: &str = "serve-files.json";
+
+/// One file of a service: its state (`pending`, `active`, `done`, `failed`) and why it failed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServiceFile {
+    pub path: PathBuf,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Reads the checkpoint (without taking the lock) and sets it against the sources now.
 pub fn status(config: &Config) -> Result<StatusReport, RunError> {
     let dir = &config.state.dir;
     let checkpoint = crate::checkpoint::load(dir)?;
-    let (files, _) = source_files(config)?;
+    // A service's pattern may match nothing yet: that is a state to show, not an error.
+    let (files, _) = watched_files(config)?;
     let mut taken = vec![false; checkpoint.as_ref().map_or(0, |c| c.files.len())];
     let mut out = Vec::new();
     for f in &files {
@@ -116,6 +131,10 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
         commits: checkpoint.as_ref().map_or(0, |c| c.seq),
         dead_letter_entries,
         files: out,
+        service: std::fs::read(dir.join(SERVICE_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -159,7 +159,7 @@ impl ServiceState {
 }
 
 /// The file the service keeps its file table in, beside the checkpoint (for `status`).
-pub const STATE_FILE: &str = "serve-files.json";
+pub use crate::pipeline::SERVICE_FILE as STATE_FILE;
 
 /// Runs the service until `options.shutdown` is cancelled. `Ok` after a clean stop.
 pub async fn serve(
@@ -354,17 +354,19 @@ fn failed_file(e: &RunError) -> Option<PathBuf> {
     }
 }
 
-/// Errors a later pass cannot fix: the service stops.
+/// Errors a later pass cannot fix: the service stops. A state directory locked by a `run` is
+/// not one of them: `serve` waits for its turn (it holds the lock only during a pass).
 fn fatal(e: &RunError) -> bool {
-    matches!(
-        e,
+    match e {
+        RunError::Checkpoint(CheckpointError::Locked { .. }) => false,
         RunError::Config(_)
-            | RunError::TooManyRejected { .. }
-            | RunError::State { .. }
-            | RunError::Checkpoint(_)
-            | RunError::Accounting(_)
-            | RunError::Emulator(_)
-    )
+        | RunError::TooManyRejected { .. }
+        | RunError::State { .. }
+        | RunError::Checkpoint(_)
+        | RunError::Accounting(_)
+        | RunError::Emulator(_) => true,
+        _ => false,
+    }
 }
 
 /// Keeps the file table beside the checkpoint, for `status` (best effort: a failure is logged).
