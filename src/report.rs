@@ -21,7 +21,9 @@ pub struct RequestSeconds(pub prometheus_client::metrics::histogram::Histogram);
 
 impl Default for RequestSeconds {
     fn default() -> Self {
-        RequestSeconds(prometheus_client::metrics::histogram::Histogram::new(REQUEST_SECONDS_BUCKETS))
+        RequestSeconds(prometheus_client::metrics::histogram::Histogram::new(
+            REQUEST_SECONDS_BUCKETS,
+        ))
     }
 }
 

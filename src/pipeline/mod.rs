@@ -214,7 +214,13 @@ impl Engine {
             max_concurrency: config.rate.concurrency.fixed().unwrap_or(config.rate.max_concurrency),
             async_upsert: config.collection.async_upsert,
         };
-        let sender = Arc::new(Sender::new(target, credentials, flow, config.retry.clone(), stats.clone())?);
+        let sender = Arc::new(Sender::new(
+            target,
+            credentials,
+            flow,
+            config.retry.clone(),
+            stats.clone(),
+        )?);
         Ok(Engine { sender, stats })
     }
 
@@ -254,8 +260,7 @@ impl Engine {
             }
             p => p,
         };
-        let RunPlan { files, carried } =
-            plan_files(files, previous.as_ref(), config.state.on_change).map_err(early)?;
+        let RunPlan { files, carried } = plan_files(files, previous.as_ref(), config.state.on_change).map_err(early)?;
         let files: Arc<[FilePlan]> = files.into();
         let resumed: u64 = files.iter().map(FilePlan::resumed_rows).sum();
         stats.rows_resumed.store(resumed, Relaxed);

@@ -142,7 +142,12 @@ impl Collector for StatsCollector {
                 ConstCounter::new(n).encode(family.encode_family(&[("status", label.as_str())])?)?;
             }
         }
-        counter(&mut e, "vikingsync_retries", "Requests sent again", s.retries.load(Relaxed))?;
+        counter(
+            &mut e,
+            "vikingsync_retries",
+            "Requests sent again",
+            s.retries.load(Relaxed),
+        )?;
         counter(
             &mut e,
             "vikingsync_throttled",
@@ -155,7 +160,12 @@ impl Collector for StatsCollector {
             "Congestion events that cut the rate",
             s.rate_cuts.load(Relaxed),
         )?;
-        counter(&mut e, "vikingsync_rows_read", "Rows read from the sources", s.rows_read.load(Relaxed))?;
+        counter(
+            &mut e,
+            "vikingsync_rows_read",
+            "Rows read from the sources",
+            s.rows_read.load(Relaxed),
+        )?;
         gauge(
             &mut e,
             "vikingsync_in_flight",
@@ -179,7 +189,10 @@ impl Collector for StatsCollector {
             as_i64(s.concurrency_now.load(Relaxed)),
         )?;
         let finished = s.applied() + s.rejected.load(Relaxed);
-        let lag = s.rows_read.load(Relaxed).saturating_sub(s.rows_committed.load(Relaxed).min(finished));
+        let lag = s
+            .rows_read
+            .load(Relaxed)
+            .saturating_sub(s.rows_committed.load(Relaxed).min(finished));
         gauge(
             &mut e,
             "vikingsync_checkpoint_lag_rows",
@@ -189,7 +202,8 @@ impl Collector for StatsCollector {
         {
             let counts = state.file_counts();
             let g0 = ConstGauge::new(0i64);
-            let mut family = e.encode_descriptor("vikingsync_files", "Source files by state", None, g0.metric_type())?;
+            let mut family =
+                e.encode_descriptor("vikingsync_files", "Source files by state", None, g0.metric_type())?;
             for (st, n) in [
                 (FileState::Pending, counts[0]),
                 (FileState::Active, counts[1]),
@@ -201,7 +215,8 @@ impl Collector for StatsCollector {
         }
         {
             let g = ConstGauge::new(1i64);
-            let mut family = e.encode_descriptor("vikingsync_build_info", "Build information", None, g.metric_type())?;
+            let mut family =
+                e.encode_descriptor("vikingsync_build_info", "Build information", None, g.metric_type())?;
             g.encode(family.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
         }
         Ok(())

@@ -269,7 +269,11 @@ pub async fn serve(
 /// How often the loop looks again without an event: the rescan interval, but often enough to
 /// see a file settle on time.
 fn poll_interval(config: &Config) -> Duration {
-    config.serve.rescan().min(config.serve.settle() / 2).max(Duration::from_millis(10))
+    config
+        .serve
+        .rescan()
+        .min(config.serve.settle() / 2)
+        .max(Duration::from_millis(10))
 }
 
 fn observed(path: &Path) -> (PathBuf, u64, Option<SystemTime>) {
@@ -302,7 +306,11 @@ fn refresh(
                 path: file.path.clone(),
                 state: FileState::Pending,
                 error: None,
-                seen: Observed { size, modified, since: now },
+                seen: Observed {
+                    size,
+                    modified,
+                    since: now,
+                },
                 arrival: *arrivals,
                 renamed: false,
                 taken: false,
@@ -311,7 +319,11 @@ fn refresh(
         entry.renamed |= was_renamed;
         let moved = entry.seen.size != size || entry.seen.modified != modified;
         if moved {
-            entry.seen = Observed { size, modified, since: now };
+            entry.seen = Observed {
+                size,
+                modified,
+                since: now,
+            };
             if entry.state == FileState::Failed {
                 // Changed since it failed: try it again.
                 entry.state = FileState::Pending;
@@ -412,7 +424,10 @@ fn watch(
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
         Err(e) => {
-            tracing::warn!("cannot watch the file system ({e}); listing every {:?} instead", config.serve.rescan());
+            tracing::warn!(
+                "cannot watch the file system ({e}); listing every {:?} instead",
+                config.serve.rescan()
+            );
             return None;
         }
     };
