@@ -12,7 +12,9 @@ use vikingdb_emulator::FaultConfig;
 
 fn rows(n: usize, seed: u64) -> Vec<Row> {
     let mut rng = Lcg::new(seed);
-    (0..n).map(|i| full_row(&mut rng, "upsert", format!("s{i:06}"))).collect()
+    (0..n)
+        .map(|i| full_row(&mut rng, "upsert", format!("s{i:06}")))
+        .collect()
 }
 
 fn kill(pid: u32, signal: &str) {
@@ -32,13 +34,19 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 fn metric(body: &str, series: &str) -> u64 {
     body.lines()
-        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse::<f64>().expect("number") as u64))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse::<f64>().expect("number") as u64)
+        })
         .unwrap_or_else(|| panic!("no {series} in\n{body}"))
 }
 
@@ -108,7 +116,14 @@ async fn run_listen_serves_the_counters_and_never_counts_more_than_the_server_to
     write_config(dir.path(), &upserts_at(&emu.endpoint(), "v2", "rows.csv", 400));
     let mut child = binary(
         dir.path(),
-        &["run", "--config", "sync.toml", "--no-progress", "--listen", "127.0.0.1:0"],
+        &[
+            "run",
+            "--config",
+            "sync.toml",
+            "--no-progress",
+            "--listen",
+            "127.0.0.1:0",
+        ],
     )
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::null())
@@ -136,11 +151,10 @@ async fn run_listen_serves_the_counters_and_never_counts_more_than_the_server_to
     let mut scrapes = 0;
     loop {
         let a = addr.clone();
-        let Ok((code, body)) = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| get(&a, "/metrics"))
-        })
-        .await
-        .expect("join") else {
+        let Ok((code, body)) = tokio::task::spawn_blocking(move || std::panic::catch_unwind(|| get(&a, "/metrics")))
+            .await
+            .expect("join")
+        else {
             break; // the run ended and its endpoints with it
         };
         if code != 200 {
@@ -148,7 +162,11 @@ async fn run_listen_serves_the_counters_and_never_counts_more_than_the_server_to
         }
         let applied = metric(&body, "vikingsync_rows_total{op=\"upsert\",outcome=\"applied\"}");
         // Scraped first, then the server asked: the server has at least what was counted.
-        assert!(applied <= applied_by_server(&emu), "{applied} counted, server {}", applied_by_server(&emu));
+        assert!(
+            applied <= applied_by_server(&emu),
+            "{applied} counted, server {}",
+            applied_by_server(&emu)
+        );
         assert!(applied >= last, "counters only grow");
         assert!(body.contains("vikingsync_build_info{version="), "{body}");
         last = applied;
