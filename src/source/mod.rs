@@ -450,7 +450,15 @@ fn is_tsv(path: &Path) -> bool {
 pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<Box<dyn RowReader>, ReadError> {
     let (format, compression) = detect(path, opts.format)?;
     let limit = match (format, compression) {
-        (Format::Csv | Format::Jsonl, Compression::None) if opts.complete_lines => Some(complete_lines_end(path)?),
+        (Format::Jsonl, Compression::None) if opts.complete_lines => Some(complete_lines_end(path)?),
+        (Format::Csv, Compression::None) if opts.complete_lines && !is_tsv(path) => {
+            let from = match start {
+                Some(Position::Offset { byte, .. }) => byte,
+                _ => 0,
+            };
+            Some(complete_records_end(path, from)?)
+        }
+        (Format::Csv, Compression::None) if opts.complete_lines => Some(complete_lines_end(path)?),
         _ => None,
     };
     let wrong_kind = |expected: &str| ReadError::File {
@@ -631,6 +639,37 @@ pub(crate) fn complete_lines_end(path: &Path) -> Result<u64, ReadError> {
         end = start;
     }
     Ok(0)
+}
+
+/// Where the complete records of a quoted CSV file end: just after its last `\n` outside a
+/// quoted field, scanning from `from` (a record start). A line end inside a quoted field that is
+/// still being written is not a record end.
+pub(crate) fn complete_records_end(path: &Path, from: u64) -> Result<u64, ReadError> {
+    let mut file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| file_error(path, format!("cannot seek: {e}")))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = from;
+    let mut quoted = false;
+    let mut end = from;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(file_error(path, format!("cannot read: {e}"))),
+        };
+        for i in memchr::memchr2_iter(b'"', b'\n', &buf[..n]) {
+            if buf[i] == b'"' {
+                // `""` inside a quoted field toggles twice: the state is right either way.
+                quoted = !quoted;
+            } else if !quoted {
+                end = at + i as u64 + 1;
+            }
+        }
+        at += n as u64;
+    }
+    Ok(end)
 }
 
 /// Up to `n` bytes from `r` (fewer only at its end).

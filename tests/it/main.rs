@@ -13,3 +13,6 @@ mod interop;
 mod matrix;
 mod readers;
 mod resume;
+mod serve;
+mod serve_hostile;
+mod signals;
