@@ -2,7 +2,7 @@
 //!
 //! Owns: argument parsing, logging setup, exit codes and what is printed at the end, and the
 //! process's signal handling: the first SIGINT/SIGTERM cancels one shutdown token that `run`,
-//! `serve` and `emulator` react to (drain, commit); a second one exits at once (130), the
+//! `serve` and `emulator` react to (drain, commit); a second one exits at once (75), the
 //! checkpoint consistent because every commit is an atomic rename.
 //! Never: holds pipeline logic; it calls the library.
 
@@ -47,7 +47,9 @@ enum Command {
     /// One-shot backfill: push every row of the sources to the collection, then exit.
     ///
     /// Exit codes: 0 the run completed (rejected rows, if any, are in the dead-letter file);
-    /// 2 rejected rows exceeded max_rejected_rows and the run stopped; 1 any other failure.
+    /// 2 rejected rows exceeded max_rejected_rows(_per_run) and the run stopped; 75 stopped by a
+    /// signal (checkpointed: run again to continue); 78 unusable config or credentials; 1 any
+    /// other failure.
     Run {
         /// The TOML config (see docs/config.md).
         #[arg(long, short)]
@@ -68,7 +70,7 @@ enum Command {
     /// follow CSV/JSONL files that grow; /healthz, /readyz and /metrics over HTTP.
     ///
     /// Exit codes: 0 stopped by SIGTERM/SIGINT after draining and committing; 2 rejected rows
-    /// exceeded max_rejected_rows; 1 any other failure (130: a second signal, no drain).
+    /// exceeded max_rejected_rows; 78 unusable config or credentials; 1 any other failure (75: a second signal, no drain).
     Serve {
         /// The TOML config (see docs/config.md): the same as `run`'s.
         #[arg(long, short)]
@@ -117,8 +119,22 @@ fn init_logging(format: LogFormat, level: &str) {
     }
 }
 
+/// Exit code of an unusable config (sysexits' EX_CONFIG, as Vector's `validate` uses): retrying
+/// the same command cannot help.
+const EX_CONFIG: u8 = pipeline::EX_CONFIG;
+/// Exit code of a command line that does not parse (sysexits' EX_USAGE).
+const EX_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            // --help and --version print to stdout and succeed.
+            return if usage { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     init_logging(cli.log_format, &cli.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -168,7 +184,7 @@ fn cancel_on_signal() -> CancellationToken {
         // is the last complete one; what was in flight is sent again by the next run.
         if wait_for_signal().await.is_ok() {
             eprintln!("second signal: exiting now without draining; the checkpoint is consistent");
-            std::process::exit(130);
+            std::process::exit(i32::from(pipeline::EX_STOPPED));
         }
     });
     token
@@ -212,14 +228,14 @@ async fn serve(path: PathBuf, listen: Option<String>, shutdown: CancellationToke
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let local = match demo::start(&config).await {
         Ok(local) => local,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let endpoint = local.as_ref().map(|l| l.endpoint.clone());
@@ -287,7 +303,7 @@ async fn run(
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let progress = !no_progress && std::io::stderr().is_terminal();
@@ -307,7 +323,7 @@ async fn run(
         Ok(local) => local,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let endpoint = local.as_ref().map(|l| l.endpoint.clone());
@@ -375,17 +391,17 @@ fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     if let Err(e) = demo::faults(&config) {
         eprintln!("error: {e}");
-        return ExitCode::from(1);
+        return ExitCode::from(EX_CONFIG);
     }
     match pipeline::validate(&config, sample) {
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
         Ok(report) => {
             for e in report.rejected.iter().take(50) {
@@ -414,14 +430,14 @@ fn status(path: PathBuf, json: bool) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EX_CONFIG);
         }
     };
     let report = match pipeline::status(&config) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(e.exit_code());
         }
     };
     if json {

@@ -342,6 +342,10 @@ pub struct StateConfig {
     pub dir: PathBuf,
     /// Stop the run (exit 2) once more rows than this were rejected. Unset = no limit.
     pub max_rejected_rows: Option<u64>,
+    /// Stop when this process alone has rejected more than this many rows (a CronJob's runs
+    /// each start from zero here, while `max_rejected_rows` counts the whole backfill).
+    #[serde(default)]
+    pub max_rejected_rows_per_run: Option<u64>,
     /// Seconds between checkpoint commits.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: f64,
@@ -368,6 +372,7 @@ impl Default for StateConfig {
         StateConfig {
             dir: default_state_dir(),
             max_rejected_rows: None,
+            max_rejected_rows_per_run: None,
             commit_interval: default_commit_interval(),
             commit_rows: default_commit_rows(),
             on_change: OnChange::default(),

@@ -59,6 +59,7 @@ pub(super) struct Settings {
     pub batch_rows: usize,
     pub vectorize: bool,
     pub max_rejected: Option<u64>,
+    pub max_rejected_per_run: Option<u64>,
     pub primary_key: Arc<str>,
     pub commit_interval: Duration,
     pub commit_rows: u64,
@@ -77,6 +78,7 @@ impl Settings {
             batch_rows: config.rate.batch_rows,
             vectorize: config.collection.vectorize,
             max_rejected: config.state.max_rejected_rows,
+            max_rejected_per_run: config.state.max_rejected_rows_per_run,
             primary_key: Arc::from(config.collection.primary_key.as_str()),
             commit_interval: config.state.commit_interval(),
             commit_rows: config.state.commit_rows,
@@ -101,6 +103,7 @@ pub(super) struct Coordinator<S: SendBatches> {
     /// Rows per request: the read-ahead window is a few requests' worth per slot.
     batch_rows: usize,
     max_rejected: Option<u64>,
+    max_rejected_per_run: Option<u64>,
     /// Rows earlier runs of this backfill rejected (from the checkpoint).
     rejected_before: u64,
     primary_key: Arc<str>,
@@ -142,6 +145,7 @@ impl<S: SendBatches> Coordinator<S> {
             concurrency: settings.concurrency,
             batch_rows: settings.batch_rows,
             max_rejected: settings.max_rejected,
+            max_rejected_per_run: settings.max_rejected_per_run,
             rejected_before,
             primary_key: settings.primary_key,
             commit_interval: settings.commit_interval,
@@ -372,11 +376,19 @@ impl<S: SendBatches> Coordinator<S> {
         // The limit counts the whole backfill, earlier runs of it included.
         self.stats.add_rejected(entry_op);
         let rejected = self.stats.rejected.load(Relaxed) + self.rejected_before;
-        match self.max_rejected {
-            Some(limit) if rejected > limit => Err(RunError::TooManyRejected {
+        let this_run = self.stats.rejected.load(Relaxed);
+        match (self.max_rejected, self.max_rejected_per_run) {
+            (Some(limit), _) if rejected > limit => Err(RunError::TooManyRejected {
                 rejected,
                 limit,
                 dead_letter: self.dead.path().to_path_buf(),
+                per_run: false,
+            }),
+            (_, Some(limit)) if this_run > limit => Err(RunError::TooManyRejected {
+                rejected: this_run,
+                limit,
+                dead_letter: self.dead.path().to_path_buf(),
+                per_run: true,
             }),
             _ => Ok(()),
         }

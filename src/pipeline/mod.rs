@@ -49,11 +49,17 @@ pub enum RunError {
     Source(Box<ReadError>),
     #[error("{0}")]
     Send(#[from] SendError),
-    #[error("{rejected} rows were rejected, more than max_rejected_rows = {limit}; see {dead_letter}")]
+    #[error(
+        "{rejected} rows were rejected {}, more than {} = {limit}; see {dead_letter}",
+        if *.per_run { "by this run" } else { "in this backfill" },
+        if *.per_run { "max_rejected_rows_per_run" } else { "max_rejected_rows" }
+    )]
     TooManyRejected {
         rejected: u64,
         limit: u64,
         dead_letter: PathBuf,
+        /// The per-run limit (`max_rejected_rows_per_run`), not the backfill's.
+        per_run: bool,
     },
     #[error("state directory {dir}: {source}")]
     State { dir: PathBuf, source: std::io::Error },
@@ -75,11 +81,21 @@ impl From<ReadError> for RunError {
     }
 }
 
+/// Exit code of an unusable config or credentials (sysexits' EX_CONFIG, as Vector's `validate`
+/// uses): running the same command again cannot help, so a Job should fail at once.
+pub const EX_CONFIG: u8 = 78;
+/// Exit code of a run stopped by a signal (sysexits' EX_TEMPFAIL): the checkpoint is consistent,
+/// the same command continues; an evicted pod is not a failed backfill.
+pub const EX_STOPPED: u8 = 75;
+
 impl RunError {
-    /// The process exit code: 2 for too many rejected rows, 1 for everything else.
+    /// The process exit code: 2 too many rejected rows, 78 an unusable config or credentials, 75
+    /// stopped by a signal, 1 everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::TooManyRejected { .. } => 2,
+            RunError::Config(_) | RunError::Emulator(_) => EX_CONFIG,
+            RunError::Interrupted => EX_STOPPED,
             _ => 1,
         }
     }

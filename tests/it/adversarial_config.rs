@@ -37,12 +37,12 @@ fn set(config: &str, table: &str, key: &str, value: &str) -> String {
     }
 }
 
-/// Exit 1, the message names `needle`, and nothing panicked.
+/// Exit 78 (EX_CONFIG), the message names `needle`, and nothing panicked.
 fn assert_refused(out: &Output, what: &str, needle: &str) {
     let shown = text(out);
     assert_ne!(out.status.code(), Some(101), "{what}: panicked\n{shown}");
     assert!(!shown.contains("panicked"), "{what}: panicked\n{shown}");
-    assert_eq!(out.status.code(), Some(1), "{what}\n{shown}");
+    assert_eq!(out.status.code(), Some(78), "{what}\n{shown}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(needle),

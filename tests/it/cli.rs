@@ -133,6 +133,47 @@ async fn too_many_rejected_rows_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_run_rejection_limit_counts_this_run_only() {
+    // A CronJob on one state directory: each run brings a new file with a few bad rows.
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let batch = |name: &str, first: usize, bad: usize| {
+        let mut rng = Lcg::new(first as u64);
+        let good: Vec<Row> = (first..first + 10)
+            .map(|i| full_row(&mut rng, "upsert", format!("k{i}")))
+            .collect();
+        let path = dir.path().join(name);
+        write(&path, Fmt::Csv, &good, false);
+        // Rows with one field where the header has several: each is rejected, op unknown.
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        for i in 0..bad {
+            text.push_str(&format!("bad{first}-{i}\n"));
+        }
+        std::fs::write(&path, text).expect("write");
+    };
+    let cfg =
+        one_source(&emu, "v2", "in-*.csv", "upsert").replace("[state]\n", "[state]\nmax_rejected_rows_per_run = 3\n");
+    write_config(dir.path(), &cfg);
+    for (run, name) in ["in-1.csv", "in-2.csv", "in-3.csv"].into_iter().enumerate() {
+        batch(name, run * 100, 3);
+        let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+        // 9 rejected in the backfill by the third run, 3 in each: never over the per-run limit.
+        assert_eq!(out.status.code(), Some(0), "run {run}: {}", text(&out));
+    }
+    assert_eq!(dead_letters(dir.path()).len(), 9);
+    // A run whose own input is unusually bad stops with exit 2, naming the per-run key.
+    batch("in-4.csv", 400, 5);
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("max_rejected_rows_per_run") && shown.contains("by this run"),
+        "{shown}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_reports_bad_rows_and_sends_nothing() {
     let dir = tempdir();
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
@@ -166,6 +207,7 @@ async fn help_version_and_config_errors() {
         &["--help"][..],
         &["run", "--help"],
         &["validate", "--help"],
+        &["serve", "--help"],
         &["emulator", "--help"],
     ] {
         let out = run_binary(dir.path(), sub).await;
@@ -200,8 +242,14 @@ async fn help_version_and_config_errors() {
     .replace("[rate]\n", "[rate]\nrows_per_sec = 5\n");
     write_config(dir.path(), &cfg);
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
-    assert_eq!(out.status.code(), Some(1));
+    // An unusable config is EX_CONFIG (78): a Job fails at once instead of retrying.
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
     assert!(text(&out).contains("rows_per_sec"), "{}", text(&out));
+    // A command line that does not parse is EX_USAGE (64), not 2 (which means rejected rows).
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-such-flag"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    let out = run_binary(dir.path(), &["run"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,7 +190,7 @@ async fn async_upserts_are_refused_where_they_could_lose_or_reorder_writes() {
         for cmd in ["run", "validate"] {
             let out = run_binary(dir.path(), &[cmd, "--config", "sync.toml"]).await;
             let shown = text(&out);
-            assert_eq!(out.status.code(), Some(1), "{api} {vectorize}: {shown}");
+            assert_eq!(out.status.code(), Some(78), "{api} {vectorize}: {shown}");
             assert!(shown.contains("async_upsert") && shown.contains(needle), "{shown}");
         }
     }

@@ -91,7 +91,7 @@ async fn a_second_signal_exits_at_once_and_a_rerun_loses_nothing() {
         use tokio::io::AsyncReadExt;
         let _ = e.read_to_string(&mut err).await;
     }
-    assert_eq!(status.code(), Some(130), "{err}");
+    assert_eq!(status.code(), Some(75), "{err}");
     assert!(err.contains("second signal"), "{err}");
     // The checkpoint on disk is consistent: a rerun finishes, and the state is exact.
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;

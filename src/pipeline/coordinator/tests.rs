@@ -159,6 +159,7 @@ fn settings(concurrency: usize, batch_rows: usize) -> Settings {
         batch_rows,
         vectorize: false,
         max_rejected: None,
+        max_rejected_per_run: None,
         primary_key: Arc::from("id"),
         commit_interval: Duration::from_secs(3600),
         commit_rows: u64::MAX,
