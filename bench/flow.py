@@ -14,6 +14,7 @@ Scenarios (default: all):
   q4  exact quota known (1,500), 30 ms latency; 30k rows
   q5  two processes, one collection (1,500 rows/s), default config; 15k rows each
   q6  async upserts: 100k rows, async quota 15,000 rows/s
+  q7  three shards of one config (run --shard I/3), one 30k-row file, 1,500 rows/s
 
 Diagnosis: FLOW_CONCURRENCY=N pins the concurrency; FLOW_LOG_LEVEL=vikingsync=trace logs every
 controller tick and cut; FLOW_KEEP=DIR keeps each client's log there.
@@ -50,6 +51,8 @@ SCENARIOS = {
                client={}, processes=2),
     "q6": dict(desc="async upserts, async quota 15000 rows/s", rows=100_000, quota=1500, async_quota=15_000,
                client={"async": True}),
+    "q7": dict(desc="three shards of one config (run --shard I/3), quota 1500, default config", rows=30_000,
+               quota=1500, client={}, shards=3),
 }
 
 
@@ -161,18 +164,23 @@ def run(binary: str, name: str, sc: dict, root: str) -> dict:
     emu, endpoint = start_emulator(binary, work, sc)
     try:
         procs = []
-        n = sc.get("processes", 1)
+        shards = sc.get("shards")
+        n = shards or sc.get("processes", 1)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIKINGDB_")}
         env.update(VIKINGDB_AK=AK, VIKINGDB_SK=SK, NO_COLOR="1")
         for p in range(n):
-            data = os.path.join(work, f"rows-{p}.csv")
-            write_rows(data, sc["rows"], p * sc["rows"], sc.get("vectorize", False))
-            cfg = os.path.join(work, f"sync-{p}.toml")
-            with open(cfg, "w", encoding="utf-8") as f:
-                f.write(client_config(endpoint, sc, data, os.path.join(work, f"state-{p}")))
+            # Shards share one file, one config and one state dir (each its shard-I-of-N).
+            q = 0 if shards else p
+            data = os.path.join(work, f"rows-{q}.csv")
+            cfg = os.path.join(work, f"sync-{q}.toml")
+            if p == q:
+                write_rows(data, sc["rows"], p * sc["rows"], sc.get("vectorize", False))
+                with open(cfg, "w", encoding="utf-8") as f:
+                    f.write(client_config(endpoint, sc, data, os.path.join(work, f"state-{p}")))
             err = os.path.join(work, f"client-{p}.err")
             level = ["--log-level", os.environ["FLOW_LOG_LEVEL"]] if os.environ.get("FLOW_LOG_LEVEL") else []
-            procs.append((subprocess.Popen([binary, "--log-format", "json", *level, "run", "--config", cfg, "--no-progress"],
+            shard = ["--shard", f"{p}/{n}"] if shards else []
+            procs.append((subprocess.Popen([binary, "--log-format", "json", *level, "run", "--config", cfg, "--no-progress", *shard],
                                            stdout=subprocess.DEVNULL, stderr=open(err, "w"), env=env), err))
         clients = []
         for proc, err in procs:

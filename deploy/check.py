@@ -62,7 +62,8 @@ def main() -> int:
                 continue
             name = f"{os.path.basename(path)} ({doc['kind']})"
             for c in spec.get("containers", []):
-                cmd = [args.bin, *c.get("args", [])]
+                # The Job controller sets JOB_COMPLETION_INDEX in an Indexed Job's pods.
+                cmd = [args.bin, *(a.replace("$(JOB_COMPLETION_INDEX)", "0") for a in c.get("args", []))]
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                                    env={k: v for k, v in os.environ.items() if not k.startswith("VIKINGDB_")})
                 if r.returncode != EX_CONFIG:
@@ -76,7 +77,7 @@ def main() -> int:
             shared[name] = {
                 "securityContext": spec.get("securityContext"),
                 "containerSecurityContext": [c.get("securityContext") for c in spec.get("containers", [])],
-                "volumes": {k: volumes.get(k) for k in ("config", "credentials", "state")},
+                "volumes": {k: volumes.get(k) for k in ("config", "credentials")},
                 "image": [c.get("image") for c in spec.get("containers", [])],
             }
     names = list(shared)
@@ -85,8 +86,8 @@ def main() -> int:
             if shared[other][key] != shared[names[0]][key]:
                 failures.append(f"pod specs drifted: {key} differs between {names[0]} and {other}:\n"
                                 f"  {json.dumps(shared[names[0]][key])}\n  {json.dumps(shared[other][key])}")
-    if len(names) < 3:
-        failures.append(f"expected the Job, the CronJob and the Deployment, found {names}")
+    if len(names) < 4:
+        failures.append(f"expected the Job, the Indexed Job, the CronJob and the Deployment, found {names}")
     for f in failures:
         print("FAIL:", f)
     print(f"{len(manifests)} manifests, {len(names)} pod specs: " + ("ok" if not failures else f"{len(failures)} failures"))

@@ -65,6 +65,12 @@ enum Command {
         /// Also serve /healthz, /readyz and /metrics on this address while the run lasts.
         #[arg(long)]
         listen: Option<String>,
+        /// `I/N` (0-based): one of N processes of a sharded backfill. Each sends the rows whose
+        /// primary key hashes to I (every op of a key in one shard, in file order) and keeps its
+        /// checkpoint and dead letters in `[state] dir`/shard-I-of-N. A Kubernetes Indexed Job
+        /// passes its completion index.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<pipeline::Shard>,
     },
     /// Long-running service: watch the sources' directories, sync each file as it arrives and
     /// follow CSV/JSONL files that grow; /healthz, /readyz and /metrics over HTTP.
@@ -132,7 +138,11 @@ fn main() -> ExitCode {
             let usage = e.use_stderr();
             let _ = e.print();
             // --help and --version print to stdout and succeed.
-            return if usage { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
+            return if usage {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logging(cli.log_format, &cli.log_level);
@@ -150,7 +160,8 @@ fn main() -> ExitCode {
                 no_progress,
                 start_over,
                 listen,
-            } => run(config, no_progress, start_over, listen, cancel_on_signal()).await,
+                shard,
+            } => run(config, no_progress, start_over, listen, shard, cancel_on_signal()).await,
             Command::Serve { config, listen } => serve(config, listen, cancel_on_signal()).await,
             Command::Validate { config, sample } => validate(config, sample),
             Command::Status { config, json } => status(config, json),
@@ -209,6 +220,30 @@ async fn wait_for_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }
 
+/// `I/N` with 0 ≤ I < N ≤ 10,000.
+fn parse_shard(text: &str) -> Result<pipeline::Shard, String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not I/N (e.g. 0/3: the first of three shards)"))?;
+    let index: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard index `{i}` is not a number"))?;
+    let count: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard count `{n}` is not a number"))?;
+    if count == 0 || count > 10_000 {
+        return Err(format!("shard count {count} must be from 1 to 10000"));
+    }
+    if index >= count {
+        return Err(format!(
+            "shard index {index} must be below the count {count} (indexes start at 0)"
+        ));
+    }
+    Ok(pipeline::Shard { index, count })
+}
+
 /// Starts the HTTP endpoints and prints the bound address on stdout.
 async fn endpoints(addr: &str, state: Arc<ServiceState>, stop: CancellationToken) -> Result<(), String> {
     match service::http::start(addr, state, stop).await {
@@ -244,6 +279,7 @@ async fn serve(path: PathBuf, listen: Option<String>, shutdown: CancellationToke
         start_over: false,
         shutdown: shutdown.clone(),
         endpoint,
+        shard: None,
     };
     let stats = Arc::new(Stats::default());
     let engine = match pipeline::Engine::connect(&config, &options, stats.clone()) {
@@ -296,16 +332,20 @@ async fn run(
     no_progress: bool,
     start_over: bool,
     listen: Option<String>,
+    shard: Option<pipeline::Shard>,
     shutdown: CancellationToken,
 ) -> ExitCode {
     let started = std::time::Instant::now();
-    let config = match Config::load(&path) {
+    let mut config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if let Some(sh) = shard {
+        config.state.dir = config.state.dir.join(pipeline::shard_dir(sh));
+    }
     let progress = !no_progress && std::io::stderr().is_terminal();
     let stats = Arc::new(Stats::default());
     let side_stop = CancellationToken::new();
@@ -334,6 +374,7 @@ async fn run(
             start_over,
             shutdown,
             endpoint,
+            shard,
         },
         stats,
         started,
@@ -461,6 +502,30 @@ fn status(path: PathBuf, json: bool) -> ExitCode {
         None => println!("last commit    none (no checkpoint yet)"),
     }
     println!("dead letters   {}", report.dead_letter_entries);
+    if !report.shards.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:>7} {:>12} {:>10} {:>9}  last commit",
+            "shard", "files", "rows passed", "applied", "rejected"
+        );
+        let (mut applied, mut rejected) = (0, 0);
+        for sh in &report.shards {
+            applied += sh.applied;
+            rejected += sh.rejected;
+            println!(
+                "{:<16} {:>3}/{:<3} {:>12} {:>10} {:>9}  {}{}",
+                sh.name,
+                sh.files_done,
+                sh.files,
+                sh.rows_passed,
+                sh.applied,
+                sh.rejected,
+                sh.last_commit.as_deref().unwrap_or("none"),
+                if sh.running_pid.is_some() { " (running)" } else { "" }
+            );
+        }
+        println!("{:<16} {:>7} {:>12} {:>10} {:>9}", "total", "", "", applied, rejected);
+    }
     if !report.service.is_empty() {
         println!();
         println!("service files (serve)");

@@ -34,10 +34,11 @@ use crate::source::ReadError;
 
 pub use coordinator::SendBatches;
 pub use plan::{FilePlan, RunPlan, SourceFile, plan_files, source_files, watched_files};
-pub use status::{FileStatus, SERVICE_FILE, ServiceFile, StatusReport, status};
+pub use status::{FileStatus, SERVICE_FILE, ServiceFile, ShardStatus, StatusReport, status};
 pub use validate::{ValidateReport, validate};
 
 use coordinator::{Coordinator, Settings};
+pub use read::Shard;
 use read::{CHANNEL_ROWS, read_all};
 
 /// Why a run stopped early. Each says what to do.
@@ -123,6 +124,9 @@ pub struct RunOptions {
     /// The data plane to talk to; `None` = `[target] endpoint` with the credentials found by
     /// `Credentials::load`. Required for `target.emulator = true` (the caller starts it).
     pub endpoint: Option<Endpoint>,
+    /// `run --shard I/N`: this process sends the rows whose primary key hashes to shard I (its
+    /// checkpoint and dead letters are the caller's business: `main` gives it its own state dir).
+    pub shard: Option<Shard>,
 }
 
 /// A VikingDB data plane and the credentials that reach it.
@@ -177,6 +181,11 @@ pub async fn run_with(config: Config, options: RunOptions, stats: Arc<Stats>, st
 }
 
 type Unfinished = u64;
+
+/// The state directory of one shard, under `[state] dir`: `shard-I-of-N`.
+pub fn shard_dir(shard: Shard) -> String {
+    format!("shard-{}-of-{}", shard.index, shard.count)
+}
 
 /// How a pass treats the state directory's previous checkpoint.
 #[derive(Debug, Clone, Copy, Default)]
@@ -305,11 +314,12 @@ impl Engine {
         }
 
         let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
+        let shard = options.shard;
         let reader_stats = stats.clone();
         let reader_files = files.clone();
         let reader = std::thread::Builder::new()
             .name("vikingsync-reader".into())
-            .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats))
+            .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats, shard))
             .map_err(state_err)?;
 
         let mut coordinator = Coordinator::new(

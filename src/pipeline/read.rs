@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::plan::FilePlan;
 use crate::deadletter::Entry;
-use crate::record::{Op, Origin, Record};
+use crate::record::{Op, Origin, PrimaryKey, Record};
 use crate::report::Stats;
 use crate::schema::{Schema, SourceMapping};
 use crate::source::{self, Position, RawRow, ReadError};
@@ -42,13 +42,16 @@ pub(super) enum Item {
 /// Rows parsed ahead of the coordinator (the coordinator itself takes at most `window`).
 pub(super) const CHANNEL_ROWS: usize = 1024;
 
-/// Reads every file in order, types each row, and sends the results down `tx`.
+/// Reads every file in order, types each row, and sends the results down `tx`. With a `shard`,
+/// rows owned by other shards pass as [`Item::Done`]: they hold their place (the watermark moves
+/// over them) but are neither sent nor dead-lettered here.
 pub(super) fn read_all(
     files: Arc<[FilePlan]>,
     mappings: Vec<SourceMapping>,
     schema: Schema,
     tx: mpsc::Sender<Item>,
     stats: Arc<Stats>,
+    shard: Option<Shard>,
 ) {
     let mut seq = 0u64;
     for (index, file) in files.iter().enumerate() {
@@ -81,7 +84,13 @@ pub(super) fn read_all(
                     if already(raw.row) {
                         Item::Done { origin, end: raw.end }
                     } else {
-                        typed(&schema, mapping, raw, origin, &name)
+                        let (item, key) = typed_with_key(&schema, mapping, raw, origin, &name);
+                        match shard {
+                            Some(sh) if !sh.owns(key.as_ref(), &file.source.canonical, item_row(&item)) => {
+                                not_mine(item)
+                            }
+                            _ => item,
+                        }
                     }
                 }
                 Err(ReadError::Row { row, end, .. }) if already(row) => {
@@ -94,7 +103,11 @@ pub(super) fn read_all(
                 }) => {
                     let origin = Origin { file: index, row, seq };
                     seq += 1;
-                    unreadable(&name, origin, end, raw, message, mapping.op)
+                    // No key could be read: the row's place decides its shard.
+                    match shard {
+                        Some(sh) if !sh.owns(None, &file.source.canonical, row) => Item::Done { origin, end },
+                        _ => unreadable(&name, origin, end, raw, message, mapping.op),
+                    }
                 }
                 Err(e @ ReadError::File { .. }) => Item::Failed(e),
             };
@@ -141,25 +154,99 @@ pub(super) fn unreadable(
     }
 }
 
+/// One shard of a sharded backfill: `index` of `count` (`run --shard I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether this shard owns a row: by a hash of its primary key, so that every op of a key
+    /// stays in one shard, in file order; a row whose key could not be read, by its place.
+    pub fn owns(&self, key: Option<&PrimaryKey>, file: &std::path::Path, row: u64) -> bool {
+        let h = match key {
+            Some(PrimaryKey::Str(s)) => fnv1a(&[b"s:", s.as_bytes()]),
+            Some(PrimaryKey::Int(i)) => fnv1a(&[b"i:", &i.to_le_bytes()]),
+            None => fnv1a(&[b"r:", file.as_os_str().as_encoded_bytes(), &row.to_le_bytes()]),
+        };
+        h % u64::from(self.count.max(1)) == u64::from(self.index)
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (std's hashers promise neither), so a
+/// resumed shard owns the same rows.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn item_row(item: &Item) -> u64 {
+    match item {
+        Item::Row { record, .. } => record.origin.row,
+        Item::Rejected { origin, .. } | Item::Done { origin, .. } => origin.row,
+        Item::FileEnd(_) | Item::Failed(_) => 0,
+    }
+}
+
+/// Another shard's row: it holds its place and nothing more.
+fn not_mine(item: Item) -> Item {
+    match item {
+        Item::Row { record, end } => Item::Done {
+            origin: record.origin,
+            end,
+        },
+        Item::Rejected { origin, end, .. } => Item::Done { origin, end },
+        other => other,
+    }
+}
+
 /// Types one row: a record to send, or a rejected row with its dead-letter entry.
 pub(super) fn typed(schema: &Schema, mapping: &SourceMapping, raw: RawRow, origin: Origin, file: &str) -> Item {
+    typed_with_key(schema, mapping, raw, origin, file).0
+}
+
+/// [`typed`], and the row's primary key when one could be read (valid row or not).
+fn typed_with_key(
+    schema: &Schema,
+    mapping: &SourceMapping,
+    raw: RawRow,
+    origin: Origin,
+    file: &str,
+) -> (Item, Option<PrimaryKey>) {
     let end = raw.end;
     match schema.coerce(&raw, mapping, origin.clone()) {
-        Ok(record) => Item::Row { record, end },
-        Err(rej) => Item::Rejected {
-            end,
-            entry: Entry {
-                file: file.to_string(),
-                row: origin.row,
-                key: rej.key.as_ref().map(|k| k.to_json()),
-                op: rej.op,
-                error: rej.reason,
-                code: None,
-                http_status: None,
-                request_id: None,
-                record: raw.to_json(),
-            },
-            origin,
+        Ok(record) => {
+            let key = record.key.clone();
+            (Item::Row { record, end }, Some(key))
+        }
+        Err(rej) => {
+            let key = rej.key.clone();
+            (typed_rejection(rej, raw, origin, end, file), key)
+        }
+    }
+}
+
+fn typed_rejection(rej: crate::schema::RowRejection, raw: RawRow, origin: Origin, end: Position, file: &str) -> Item {
+    Item::Rejected {
+        end,
+        entry: Entry {
+            file: file.to_string(),
+            row: origin.row,
+            key: rej.key.as_ref().map(|k| k.to_json()),
+            op: rej.op,
+            error: rej.reason,
+            code: None,
+            http_status: None,
+            request_id: None,
+            record: raw.to_json(),
         },
+        origin,
     }
 }

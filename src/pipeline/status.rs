@@ -40,6 +40,67 @@ pub struct StatusReport {
     pub files: Vec<FileStatus>,
     /// The file table `serve` keeps beside the checkpoint ([`SERVICE_FILE`]), when there is one.
     pub service: Vec<ServiceFile>,
+    /// The shards of a sharded backfill (`run --shard I/N`), each from its own checkpoint.
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One shard's totals, from `[state] dir`/shard-I-of-N.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardStatus {
+    pub name: String,
+    pub running_pid: Option<String>,
+    pub last_commit: Option<String>,
+    pub files: usize,
+    pub files_done: usize,
+    /// Rows this shard has passed: its own acknowledged rows and the rows it left to the others.
+    pub rows_passed: u64,
+    pub applied: u64,
+    pub rejected: u64,
+}
+
+fn shards(dir: &std::path::Path) -> Result<Vec<ShardStatus>, RunError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with("shard-") && n.contains("-of-"))
+        .collect();
+    names.sort_by_key(|n| {
+        let mut parts = n.trim_start_matches("shard-").split("-of-");
+        let i: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(u32::MAX);
+        let c: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(u32::MAX);
+        (c, i)
+    });
+    let mut out = Vec::new();
+    for name in names {
+        let sub = dir.join(&name);
+        let cp = crate::checkpoint::load(&sub)?;
+        let (files, files_done, rows_passed, applied, rejected) = cp.as_ref().map_or((0, 0, 0, 0, 0), |cp| {
+            cp.files.iter().fold((0, 0, 0, 0, 0), |acc, f| {
+                (
+                    acc.0 + 1,
+                    acc.1 + usize::from(f.done),
+                    acc.2 + f.position.map_or(0, |p| p.rows()) + crate::ack::ranges_len(&f.acknowledged_above),
+                    acc.3 + f.applied,
+                    acc.4 + f.rejected,
+                )
+            })
+        });
+        out.push(ShardStatus {
+            running_pid: crate::checkpoint::lock_holder(&sub),
+            last_commit: cp.as_ref().map(|c| c.committed_at.clone()),
+            name,
+            files,
+            files_done,
+            rows_passed,
+            applied,
+            rejected,
+        });
+    }
+    Ok(out)
 }
 
 /// The file `serve` keeps its file table in, in the state directory.
@@ -131,6 +192,7 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
         commits: checkpoint.as_ref().map_or(0, |c| c.seq),
         dead_letter_entries,
         files: out,
+        shards: shards(dir)?,
         service: std::fs::read(dir.join(SERVICE_FILE))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

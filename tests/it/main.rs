@@ -15,4 +15,5 @@ mod readers;
 mod resume;
 mod serve;
 mod serve_hostile;
+mod shard;
 mod signals;

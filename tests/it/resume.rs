@@ -202,7 +202,11 @@ async fn two_processes_never_share_a_state_dir() {
         .status()
         .expect("kill");
     let status = first.wait().await.expect("wait");
-    assert_eq!(status.code(), Some(75), "a stopped run is not a completed one: EX_TEMPFAIL");
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "a stopped run is not a completed one: EX_TEMPFAIL"
+    );
     let st = run_binary(dir.path(), &["status", "--json", "--config", "sync.toml"]).await;
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status json");
     let done = v["files"][0]["rows_done"].as_u64().expect("rows_done");
