@@ -168,6 +168,26 @@ impl Schema {
         })
     }
 
+    /// The primary key [`Schema::coerce`] would give this row, valid or not (the same columns,
+    /// renames and coercion, the last readable one winning), without typing the other fields: a
+    /// shard decides which rows are its own with it.
+    pub fn key_of(&self, raw: &RawRow, map: &SourceMapping) -> Option<PrimaryKey> {
+        let mut key = None;
+        for (col, cell) in &raw.cells {
+            let col: &str = col;
+            if map.op_column.as_deref() == Some(col) || map.ttl_column.as_deref() == Some(col) {
+                continue;
+            }
+            let name = map.renames.get(col).map(String::as_str).unwrap_or(col);
+            if name == &*self.primary_key
+                && let Ok(k) = self.coerce_key(cell)
+            {
+                key = Some(k);
+            }
+        }
+        key
+    }
+
     fn coerce_key(&self, cell: &Cell) -> Result<PrimaryKey, String> {
         let pk = &self.primary_key;
         match (self.key_type, cell) {
@@ -614,6 +634,35 @@ mod tests {
 
     fn text(s: &str) -> Cell {
         Cell::Text(s.into())
+    }
+
+    #[test]
+    fn key_of_is_the_key_coerce_gives_valid_or_not() {
+        let s = schema();
+        let mut renamed = mapping(Op::Upsert);
+        renamed.renames.insert("key".into(), "id".into());
+        let mut by_column = mapping(Op::Upsert);
+        by_column.op = None;
+        by_column.op_column = Some("id".into());
+        let cases: Vec<(RawRow, &SourceMapping)> = vec![
+            (row(&[("id", text("007")), ("score", text("0.5"))]), &renamed),
+            (row(&[("id", text("12")), ("score", text("abc"))]), &renamed),
+            (row(&[("id", text("x1")), ("score", text("1"))]), &renamed),
+            (row(&[("id", Cell::Null), ("score", text("1"))]), &renamed),
+            (row(&[("key", text("5")), ("score", text("1"))]), &renamed),
+            (row(&[("key", text("5")), ("id", text("6"))]), &renamed),
+            (row(&[("id", text("bad")), ("key", text("8"))]), &renamed),
+            (row(&[("score", text("1"))]), &renamed),
+            // `id` is the op column here: not the key.
+            (row(&[("id", text("upsert")), ("score", text("1"))]), &by_column),
+        ];
+        for (r, m) in cases {
+            let from_coerce = match s.coerce(&r, m, origin()) {
+                Ok(rec) => Some(rec.key),
+                Err(rej) => rej.key,
+            };
+            assert_eq!(s.key_of(&r, m), from_coerce, "{:?}", r.cells);
+        }
     }
 
     #[test]

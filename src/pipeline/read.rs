@@ -83,14 +83,13 @@ pub(super) fn read_all(
                     seq += 1;
                     if already(raw.row) {
                         Item::Done { origin, end: raw.end }
+                    } else if shard.is_some_and(|sh| {
+                        !sh.owns(schema.key_of(&raw, mapping).as_ref(), &file.source.canonical, raw.row)
+                    }) {
+                        // Another shard's row: it holds its place, and is not typed further.
+                        Item::Done { origin, end: raw.end }
                     } else {
-                        let (item, key) = typed_with_key(&schema, mapping, raw, origin, &name);
-                        match shard {
-                            Some(sh) if !sh.owns(key.as_ref(), &file.source.canonical, item_row(&item)) => {
-                                not_mine(item)
-                            }
-                            _ => item,
-                        }
+                        typed(&schema, mapping, raw, origin, &name)
                     }
                 }
                 Err(ReadError::Row { row, end, .. }) if already(row) => {
@@ -187,49 +186,12 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-fn item_row(item: &Item) -> u64 {
-    match item {
-        Item::Row { record, .. } => record.origin.row,
-        Item::Rejected { origin, .. } | Item::Done { origin, .. } => origin.row,
-        Item::FileEnd(_) | Item::Failed(_) => 0,
-    }
-}
-
-/// Another shard's row: it holds its place and nothing more.
-fn not_mine(item: Item) -> Item {
-    match item {
-        Item::Row { record, end } => Item::Done {
-            origin: record.origin,
-            end,
-        },
-        Item::Rejected { origin, end, .. } => Item::Done { origin, end },
-        other => other,
-    }
-}
-
 /// Types one row: a record to send, or a rejected row with its dead-letter entry.
 pub(super) fn typed(schema: &Schema, mapping: &SourceMapping, raw: RawRow, origin: Origin, file: &str) -> Item {
-    typed_with_key(schema, mapping, raw, origin, file).0
-}
-
-/// [`typed`], and the row's primary key when one could be read (valid row or not).
-fn typed_with_key(
-    schema: &Schema,
-    mapping: &SourceMapping,
-    raw: RawRow,
-    origin: Origin,
-    file: &str,
-) -> (Item, Option<PrimaryKey>) {
     let end = raw.end;
     match schema.coerce(&raw, mapping, origin.clone()) {
-        Ok(record) => {
-            let key = record.key.clone();
-            (Item::Row { record, end }, Some(key))
-        }
-        Err(rej) => {
-            let key = rej.key.clone();
-            (typed_rejection(rej, raw, origin, end, file), key)
-        }
+        Ok(record) => Item::Row { record, end },
+        Err(rej) => typed_rejection(rej, raw, origin, end, file),
     }
 }
 
