@@ -3,7 +3,8 @@
 //!
 //! Owns: turning rows into [`Item`]s (a typed row, a row a previous run finished, a rejected row
 //! with its dead-letter entry, the end of a file, a file that cannot be read further), run-wide
-//! sequence numbers, and the reader's counters (rows parsed, bytes read).
+//! sequence numbers, the reader's counters (rows parsed, bytes read), and a shard's choice of
+//! rows (`run --shard I/N`: another shard's row holds its place and is not typed).
 //! Never: sends, acknowledges, writes state, or runs on the async runtime: it is a plain thread
 //! that blocks on the channel, so memory is bounded by the channel's capacity.
 
