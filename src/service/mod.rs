@@ -211,7 +211,11 @@ pub async fn serve(
                     retry_at = None;
                 }
                 Err((_, RunError::Interrupted)) => break,
-                Err((_, e)) => match failed_file(&e) {
+                Err((_, e)) => match failed_file(&e).filter(|file| {
+                    // Only a file of this pass can be set aside; anything else would fail the
+                    // next pass the same way, at once, forever.
+                    ready.iter().any(|f| &f.path == file || &f.canonical == file)
+                }) {
                     Some(file) => {
                         // One bad file: set it aside, the others go on at once.
                         let why = e.to_string();
