@@ -499,6 +499,11 @@ impl Store {
 
     /// Writes `cp` crash-safely (temp file, fsync, rename, fsync of the directory) into the older
     /// of the two slots, so the previous commit survives a torn write.
+    /// The sequence number of the last commit (of this store or the checkpoint it opened).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     pub fn commit(&mut self, cp: &mut Checkpoint) -> Result<(), CheckpointError> {
         self.check_still_held()?;
         // Past MAX_NUMBER `check_numbers` refuses the commit: the sequence never wraps.

@@ -68,6 +68,8 @@ pub struct Stats {
     pub files_done: AtomicU64,
     /// Bytes of the files this process set out to read (for the ETA of `run`'s log lines).
     pub bytes_total: AtomicU64,
+    /// The sequence number of the last checkpoint this process committed (0: none yet).
+    pub checkpoint_seq: AtomicU64,
 }
 
 impl Stats {

@@ -284,6 +284,7 @@ impl<S: SendBatches> Coordinator<S> {
             checksum: String::new(),
         };
         self.store.commit(&mut cp)?;
+        self.stats.checkpoint_seq.store(self.store.seq(), Relaxed);
         self.stats
             .rows_committed
             .store(self.stats.applied() + self.stats.rejected.load(Relaxed), Relaxed);

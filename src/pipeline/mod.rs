@@ -163,6 +163,7 @@ pub async fn run_with(config: Config, options: RunOptions, stats: Arc<Stats>, st
         let first = PassStart {
             start_over: options.start_over,
             forget_previous: config.target.emulator,
+            expect_commit: 0,
         };
         engine.pass(&config, &options, files, mappings, first).await
     }
@@ -194,6 +195,10 @@ pub struct PassStart {
     pub start_over: bool,
     /// Ignore the previous checkpoint (an in-process emulator starts empty).
     pub forget_previous: bool,
+    /// The checkpoint must be at least this commit (`serve`: what its last pass committed). A
+    /// lower one means the state directory was emptied or replaced between passes, and a pass
+    /// from it would send every file again.
+    pub expect_commit: u64,
 }
 
 /// What a run or a service builds once: the sender (its HTTP client and flow controllers) and
@@ -278,6 +283,21 @@ impl Engine {
             Store::open(&config.state.dir)
         }
         .map_err(|e| early(e.into()))?;
+        let found = previous.as_ref().map_or(0, |c| c.seq);
+        if found < start.expect_commit {
+            return Err(early(RunError::Checkpoint(CheckpointError::Replaced {
+                dir: config.state.dir.clone(),
+                what: format!(
+                    "emptied or replaced between two passes of `serve` (its checkpoint went back from commit #{} to {})",
+                    start.expect_commit,
+                    if found == 0 {
+                        "none".to_string()
+                    } else {
+                        format!("#{found}")
+                    }
+                ),
+            })));
+        }
         let previous = match previous {
             Some(_) if start.forget_previous => {
                 tracing::info!("target.emulator: the emulator starts empty, so the previous checkpoint is ignored");

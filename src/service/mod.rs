@@ -182,6 +182,7 @@ pub async fn serve(
     let mut first = PassStart {
         start_over: options.start_over,
         forget_previous: config.target.emulator,
+        expect_commit: 0,
     };
     let mut arrivals = 0u64;
     let mut last_pass: Option<Vec<(PathBuf, u64, Option<SystemTime>)>> = None;
@@ -201,7 +202,11 @@ pub async fn serve(
             set_states(&state, &ready, FileState::Active, None);
             let (_, mappings) = watched_files(&config)?;
             let outcome = engine.pass(&config, &options, ready.clone(), mappings, first).await;
-            first = PassStart::default();
+            // The next pass must find at least what this one committed.
+            first = PassStart {
+                expect_commit: state.stats.checkpoint_seq.load(Relaxed).max(first.expect_commit),
+                ..PassStart::default()
+            };
             match outcome {
                 Ok(_) => {
                     state.reached.store(true, Relaxed);

@@ -173,3 +173,29 @@ async fn a_file_rewritten_in_place_is_set_aside_and_the_others_flow() {
     assert!(shown.contains("failed") && shown.contains("a.csv"), "{shown}");
     let _ = child.start_kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_emptied_between_passes_stops_the_service_instead_of_resending() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).expect("in");
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 5).await;
+    write_config(dir.path(), &serve_config(&emu.endpoint(), ""));
+    let first = rows(200, 0, 6);
+    drop_file(dir.path(), "a.csv", &first);
+    let (mut child, _addr) = start_serve(dir.path()).await;
+    assert_eq!(wait_for(&emu, 200).await, 200);
+    let sent_before = emu.stats().rows_accepted_sync;
+    // Someone empties the state directory while the service runs (a volume swapped, a cleanup).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = dir.path().join("state");
+    std::fs::remove_dir_all(&state).expect("remove");
+    std::fs::create_dir(&state).expect("create");
+    drop_file(dir.path(), "b.csv", &rows(50, 1000, 7));
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("the service stops")
+        .expect("status");
+    assert_eq!(status.code(), Some(1), "a replaced state directory stops the service");
+    // a.csv was not sent again from an empty checkpoint.
+    assert_eq!(emu.stats().rows_accepted_sync, sent_before, "nothing re-sent");
+}
