@@ -220,6 +220,14 @@ async fn wait_for_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await
 }
 
+/// The config at `path`, or the exit code of an unusable one (its error printed).
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
 /// `I/N` with 0 ≤ I < N ≤ 10,000.
 fn parse_shard(text: &str) -> Result<pipeline::Shard, String> {
     let (i, n) = text
@@ -259,12 +267,9 @@ async fn endpoints(addr: &str, state: Arc<ServiceState>, stop: CancellationToken
 }
 
 async fn serve(path: PathBuf, listen: Option<String>, shutdown: CancellationToken) -> ExitCode {
-    let config = match Config::load(&path) {
+    let config = match load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     let local = match demo::start(&config).await {
         Ok(local) => local,
@@ -336,12 +341,9 @@ async fn run(
     shutdown: CancellationToken,
 ) -> ExitCode {
     let started = std::time::Instant::now();
-    let mut config = match Config::load(&path) {
+    let mut config = match load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     if let Some(sh) = shard {
         config.state.dir = config.state.dir.join(pipeline::shard_dir(sh));
@@ -428,12 +430,9 @@ async fn run(
 }
 
 fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
-    let config = match Config::load(&path) {
+    let config = match load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     if let Err(e) = demo::faults(&config) {
         eprintln!("error: {e}");
@@ -467,12 +466,9 @@ fn validate(path: PathBuf, sample: Option<u64>) -> ExitCode {
 }
 
 fn status(path: PathBuf, json: bool) -> ExitCode {
-    let config = match Config::load(&path) {
+    let config = match load_config(&path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(code) => return code,
     };
     let report = match pipeline::status(&config) {
         Ok(r) => r,

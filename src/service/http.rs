@@ -6,7 +6,6 @@
 //! Never: changes a counter or a file's state (it only reads them), or shows a secret: no metric
 //! or label carries a key, a token or a request body.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -221,15 +220,4 @@ impl Collector for StatsCollector {
         }
         Ok(())
     }
-}
-
-/// The exposition as text, for tests and logs.
-pub fn render(state: &Arc<ServiceState>) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(StatsCollector(state.clone())));
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-        let _ = writeln!(out, "# cannot encode");
-    }
-    out
 }

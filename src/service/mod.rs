@@ -14,8 +14,8 @@ pub mod http;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +27,7 @@ use crate::checkpoint::CheckpointError;
 use crate::config::Config;
 use crate::pipeline::{Engine, PassStart, RunError, RunOptions, SourceFile, watched_files};
 use crate::report::Stats;
+use crate::schema::SourceMapping;
 use crate::source::{self, ReadError};
 
 /// Where a file of the service stands.
@@ -184,6 +185,8 @@ pub async fn serve(
         forget_previous: config.target.emulator,
         expect_commit: 0,
     };
+    // One mapping per `[[sources]]` entry: they do not change with the files.
+    let mappings: Vec<_> = config.sources.iter().map(SourceMapping::from_config).collect();
     let mut arrivals = 0u64;
     let mut last_pass: Option<Vec<(PathBuf, u64, Option<SystemTime>)>> = None;
     let mut retry_at: Option<Instant> = None;
@@ -200,8 +203,9 @@ pub async fn serve(
         let waiting = retry_at.is_some_and(|t| Instant::now() < t);
         if !ready.is_empty() && changed && !waiting {
             set_states(&state, &ready, FileState::Active, None);
-            let (_, mappings) = watched_files(&config)?;
-            let outcome = engine.pass(&config, &options, ready.clone(), mappings, first).await;
+            let outcome = engine
+                .pass(&config, &options, ready.clone(), mappings.clone(), first)
+                .await;
             // The next pass must find at least what this one committed.
             first = PassStart {
                 expect_commit: state.stats.checkpoint_seq.load(Relaxed).max(first.expect_commit),
@@ -460,7 +464,7 @@ fn watch(
 pub fn spawn_progress_log(stats: Arc<Stats>, every: Duration, eta: bool, stop: CancellationToken) {
     let started = Instant::now();
     tokio::spawn(async move {
-        let last = AtomicU64::new(0);
+        let mut last = 0;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -469,7 +473,7 @@ pub fn spawn_progress_log(stats: Arc<Stats>, every: Duration, eta: bool, stop: C
             let applied = stats.applied();
             let rejected = stats.rejected.load(Relaxed);
             let finished = applied + rejected;
-            let since = last.swap(finished, Relaxed);
+            let since = std::mem::replace(&mut last, finished);
             let rate = match stats.rate_now.load(Relaxed) {
                 u64::MAX => None,
                 r => Some(r),

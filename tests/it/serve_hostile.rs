@@ -2,11 +2,9 @@
 //! comes up on the same address and every row lands), and a file rewritten in place under its
 //! checkpoint is set aside while the others keep flowing.
 
-use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::*;
 use vikingdb_emulator::FaultConfig;
@@ -18,27 +16,9 @@ fn rows(n: usize, first: usize, seed: u64) -> Vec<Row> {
         .collect()
 }
 
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    if write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-async fn get_async(addr: &str, path: &'static str) -> (u16, String) {
-    let a = addr.to_string();
-    tokio::task::spawn_blocking(move || get(&a, path)).await.expect("join")
+/// (status, body), or (0, "") when nothing answers.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get(addr, path).await.unwrap_or((0, String::new()))
 }
 
 fn serve_config(endpoint: &str, extra_state: &str) -> String {
@@ -49,23 +29,14 @@ fn serve_config(endpoint: &str, extra_state: &str) -> String {
 }
 
 /// Starts `serve` in `dir`; returns the child and its HTTP address.
-async fn start_serve(dir: &Path) -> (tokio::process::Child, String) {
+async fn start_serve(dir: &Path) -> (tokio::process::Child, SocketAddr) {
     let mut child = binary(dir, &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a first line")
-        .expect("read")
-        .expect("a line");
-    let addr = first
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("the address first: {first}"))
-        .to_string();
+    let (addr, mut lines) = listening_address(&mut child).await;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
@@ -111,8 +82,8 @@ async fn a_target_down_at_start_makes_it_unready_then_every_row_lands() {
     let data = rows(300, 0, 1);
     drop_file(dir.path(), "a.csv", &data);
     let (mut child, addr) = start_serve(dir.path()).await;
-    assert_eq!(get_async(&addr, "/healthz").await.0, 200);
-    let (code, why) = get_async(&addr, "/readyz").await;
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    let (code, why) = get(addr, "/readyz").await;
     assert_eq!(code, 503, "unready while the target is down: {why}");
     // The target comes up on that address.
     let config = emulator_config(vec![spec("items", 0, false)], FaultConfig::default(), 2);
@@ -123,7 +94,7 @@ async fn a_target_down_at_start_makes_it_unready_then_every_row_lands() {
     check(&emu, &data);
     let mut ready = 0;
     for _ in 0..100 {
-        ready = get_async(&addr, "/readyz").await.0;
+        ready = get(addr, "/readyz").await.0;
         if ready == 200 {
             break;
         }
@@ -151,7 +122,7 @@ async fn a_file_rewritten_in_place_is_set_aside_and_the_others_flow() {
     drop_file(dir.path(), "b.csv", &second);
     let mut failed = 0;
     for _ in 0..300 {
-        let (_, body) = get_async(&addr, "/metrics").await;
+        let (_, body) = get(addr, "/metrics").await;
         failed = body
             .lines()
             .find_map(|l| l.strip_prefix("vikingsync_files{state=\"failed\"} "))

@@ -2,10 +2,7 @@
 //! consistent (a rerun ends in the exact state, nothing lost), and `run --listen` serves the
 //! counters the summary reads, never counting a row applied that the server did not accept.
 
-use std::io::{Read, Write};
 use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::*;
 use vikingdb_emulator::FaultConfig;
@@ -24,23 +21,6 @@ fn kill(pid: u32, signal: &str) {
         .expect("kill runs")
         .success();
     assert!(ok, "kill {signal} {pid}");
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return (0, String::new()); // the run ended, and its endpoints with it
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 fn metric(body: &str, series: &str) -> u64 {
@@ -132,33 +112,16 @@ async fn run_listen_serves_the_counters_and_never_counts_more_than_the_server_to
     .kill_on_drop(true)
     .spawn()
     .expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a first line")
-        .expect("read")
-        .expect("a line");
-    let addr = first
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("the address first: {first}"))
-        .to_string();
-    let (code, _) = tokio::task::spawn_blocking({
-        let a = addr.clone();
-        move || get(&a, "/healthz")
-    })
-    .await
-    .expect("join");
+    let (addr, mut lines) = listening_address(&mut child).await;
+    let (code, _) = http_get(addr, "/healthz").await.expect("/healthz");
     assert_eq!(code, 200);
     let mut last = 0;
     let mut scrapes = 0;
     loop {
-        let a = addr.clone();
-        let (code, body) = tokio::task::spawn_blocking(move || get(&a, "/metrics"))
-            .await
-            .expect("join");
-        if code != 200 {
+        // An error: the run ended, and its endpoints with it.
+        let Ok((200, body)) = http_get(addr, "/metrics").await else {
             break;
-        }
+        };
         let applied = metric(&body, "vikingsync_rows_total{op=\"upsert\",outcome=\"applied\"}");
         // Scraped first, then the server asked: the server has at least what was counted.
         assert!(
