@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::config::{CollectionConfig, SourceConfig};
 use crate::record::{Op, Origin, PrimaryKey, Record, Value, VectorText};
-use crate::source::{Cell, RawRow};
+use crate::source::{Cell, RawRow, json_array_value};
 
 /// Why a row was not sent. It goes to the dead-letter file with these details.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +252,7 @@ fn describe(cell: &Cell) -> String {
             let short: String = s.chars().take(40).collect();
             format!("`{short}`")
         }
+        Cell::JsonArray(t) => describe(&Cell::Json(json_array_value(t))),
         Cell::Int(i) => format!("integer {i}"),
         Cell::BigInt(s) => format!("integer {s}"),
         Cell::Float(f) => format!("number {f}"),
@@ -453,29 +454,27 @@ fn vector_text(text: &str) -> Option<(String, usize)> {
     if end - i < 2 || b[i] != b'[' || b[end - 1] != b']' {
         return None;
     }
-    let stop = end - 1;
-    let mut out = Vec::with_capacity(stop - i + 1);
-    out.push(b'[');
+    let (first, stop) = (i + 1, end - 1);
     let mut n = 0;
-    let mut at = i + 1;
+    let mut spaced = false;
+    let mut at = first;
     loop {
+        let start = at;
         while at < stop && is_ws(b[at]) {
             at += 1;
         }
-        let start = at;
+        let number = at;
         let (after, plain) = json_number(b, at)?;
         at = after;
-        if !plain && !text[start..at].parse::<f64>().is_ok_and(|x| (x as f32).is_finite()) {
+        if !plain && !text[number..at].parse::<f64>().is_ok_and(|x| (x as f32).is_finite()) {
             return None;
         }
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&b[start..at]);
         n += 1;
+        let before_ws = at;
         while at < stop && is_ws(b[at]) {
             at += 1;
         }
+        spaced |= number > start || at > before_ws;
         if at == stop {
             break;
         }
@@ -484,8 +483,16 @@ fn vector_text(text: &str) -> Option<(String, usize)> {
         }
         at += 1;
     }
+    let inner = &b[first..stop];
+    let mut out = Vec::with_capacity(inner.len() + 2);
+    out.push(b'[');
+    if spaced {
+        out.extend(inner.iter().copied().filter(|c| !is_ws(*c)));
+    } else {
+        out.extend_from_slice(inner);
+    }
     out.push(b']');
-    // Only ASCII digits, signs, points, exponents and commas were copied.
+    // Only ASCII digits, signs, points, exponents and commas were kept.
     String::from_utf8(out).ok().map(|s| (s, n))
 }
 
@@ -531,12 +538,18 @@ fn json_number(b: &[u8], mut at: usize) -> Option<(usize, bool)> {
     Some((at, plain))
 }
 
+/// A vector kept as its text (see [`vector_text`]), its dimensions checked; `None` when the text
+/// is not of the kind that is kept.
+fn kept_vector(text: &str, dim: Option<usize>) -> Option<Result<Value, String>> {
+    let (text, n) = vector_text(text)?;
+    Some(check_dimensions(n, dim).map(|()| Value::VectorText(VectorText::checked(text))))
+}
+
 fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Value, String> {
     if let Cell::Text(s) = cell
-        && let Some((text, n)) = vector_text(s)
+        && let Some(v) = kept_vector(s, dim)
     {
-        check_dimensions(n, dim)?;
-        return Ok(Value::VectorText(VectorText::checked(text)));
+        return v;
     }
     let v: Vec<f32> = match cell {
         Cell::F32List(v) => v.clone(),
@@ -573,6 +586,15 @@ fn check_dimensions(n: usize, dim: Option<usize>) -> Result<(), String> {
 }
 
 fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value, String> {
+    if let Cell::JsonArray(t) = cell {
+        // A long JSONL array: a vector straight from its text, anything else parsed first.
+        if ty == FieldType::Vector
+            && let Some(v) = kept_vector(t, dim)
+        {
+            return v;
+        }
+        return coerce_value(&Cell::Json(json_array_value(t)), ty, dim);
+    }
     match ty {
         FieldType::Int64 => coerce_int(cell).map(Value::Int),
         FieldType::Float32 => coerce_f32(cell).map(Value::Float),
@@ -1084,6 +1106,28 @@ mod vector_text_tests {
             }
         }
         assert!(kept >= 10, "{kept}");
+    }
+
+    #[test]
+    fn a_long_jsonl_array_types_as_the_parsed_one_does() {
+        let long = |items: &str| format!("[{}]", vec![items; 40].join(", "));
+        for (text, ty, dim) in [
+            (long("0.5"), FieldType::Vector, Some(40)),
+            (long("0.5"), FieldType::Vector, Some(3)),
+            (long("\"x\""), FieldType::Vector, None),
+            (long("7"), FieldType::ListInt64, None),
+            (long("\"x\""), FieldType::ListString, None),
+            (long("7"), FieldType::String, None),
+        ] {
+            let kept = coerce_value(&Cell::JsonArray(text.clone().into()), ty, dim);
+            let parsed = coerce_value(&Cell::Json(serde_json::from_str(&text).expect("json")), ty, dim);
+            let as_json = |v: &Result<Value, String>| {
+                v.as_ref()
+                    .map(|v| serde_json::to_string(v).expect("json"))
+                    .map_err(String::clone)
+            };
+            assert_eq!(as_json(&kept), as_json(&parsed), "{ty} {text}");
+        }
     }
 
     #[test]
