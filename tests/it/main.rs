@@ -17,3 +17,4 @@ mod serve;
 mod serve_hostile;
 mod shard;
 mod signals;
+mod typing;
