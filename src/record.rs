@@ -55,6 +55,24 @@ pub enum Value {
     Sparse(Vec<(String, f32)>),
 }
 
+impl Value {
+    /// About how many bytes this value takes as JSON (for sizing buffers; never a limit).
+    pub fn json_size_hint(&self) -> usize {
+        match self {
+            Value::Int(_) | Value::Float(_) => 20,
+            Value::Bool(_) => 5,
+            Value::Str(s) => s.len() + 2,
+            Value::StrList(v) => v.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
+            Value::IntList(v) => v.len() * 21 + 2,
+            // The shortest form of an f32 has at most 9 significant digits, a sign, a point and
+            // an exponent: 16 bytes, with the comma.
+            Value::Vector(v) => v.len() * 16 + 2,
+            Value::VectorText(v) => v.as_str().len(),
+            Value::Sparse(v) => v.iter().map(|(k, _)| k.len() + 20).sum::<usize>() + 2,
+        }
+    }
+}
+
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -207,7 +207,9 @@ impl Schema {
 }
 
 fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> Box<str> {
-    let mut out = Vec::with_capacity(64 + fields.len() * 16);
+    // Sized for the whole row: growing a vector's row by doubling copied it several times.
+    let size: usize = fields.iter().map(|(name, value)| name.len() + 4 + value.json_size_hint()).sum();
+    let mut out = Vec::with_capacity(64 + size);
     out.push(b'{');
     // Serialising these types to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, pk_name);
