@@ -10,6 +10,11 @@
 //! value (a null inside a list, non-UTF-8 binary, an out-of-range timestamp or integer) a
 //! `ReadError::Row`.
 //!
+//! Input: a local file, or an object (`super::object::ObjectFile`) read with ranged GETs: the
+//! footer with one ranged read of its last 8 bytes and one of the metadata, then each column
+//! chunk of a row group with one ranged read, as the `parquet` crate asks through its sync
+//! `ChunkReader` (both behind [`Chunks`]). A resume reads nothing before its row group.
+//!
 //! Page checksums: before the first row of a row group is handed out, every page of every column
 //! chunk of that group is read and decompressed (not decoded), which checks the CRC-32 of each
 //! page that carries one (the `parquet` crate's `crc` feature). A page that fails, or cannot be
@@ -43,9 +48,53 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
+use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 
+use super::object::ObjectFile;
 use super::{Cell, Position, RawRow, ReadError, RowReader};
+
+/// Where a Parquet file's bytes come from: a local file or an object (ranged GETs).
+enum Chunks {
+    Local(File),
+    Object(ObjectFile),
+}
+
+impl Chunks {
+    fn try_clone(&self) -> std::io::Result<Chunks> {
+        Ok(match self {
+            Chunks::Local(f) => Chunks::Local(f.try_clone()?),
+            Chunks::Object(o) => Chunks::Object(o.clone()),
+        })
+    }
+}
+
+impl parquet::file::reader::Length for Chunks {
+    fn len(&self) -> u64 {
+        match self {
+            Chunks::Local(f) => f.len(),
+            Chunks::Object(o) => o.len(),
+        }
+    }
+}
+
+impl ChunkReader for Chunks {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Chunks::Local(f) => Box::new(f.get_read(start)?),
+            Chunks::Object(o) => Box::new(o.get_read(start)?),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self {
+            Chunks::Local(f) => f.get_bytes(start, length),
+            Chunks::Object(o) => o.get_bytes(start, length),
+        }
+    }
+}
 
 const BATCH_SIZE: usize = 1024;
 
@@ -56,7 +105,7 @@ struct Column {
 
 pub(super) struct ParquetReader {
     path: PathBuf,
-    file: File,
+    file: Chunks,
     meta: ArrowReaderMetadata,
     /// The reader of row group `reader_rg` (checked before it was opened).
     reader: Option<ParquetRecordBatchReader>,
@@ -77,8 +126,15 @@ pub(super) struct ParquetReader {
 }
 
 impl ParquetReader {
-    pub(super) fn open(path: &Path, start: Option<(usize, u64, u64)>) -> Result<Self, ReadError> {
-        let file = File::open(path).map_err(|e| super::file_error(path, format!("cannot open: {e}")))?;
+    pub(super) fn open(
+        path: &Path,
+        object: Option<&ObjectFile>,
+        start: Option<(usize, u64, u64)>,
+    ) -> Result<Self, ReadError> {
+        let file = match object {
+            Some(o) => Chunks::Object(o.clone()),
+            None => Chunks::Local(File::open(path).map_err(|e| super::file_error(path, format!("cannot open: {e}")))?),
+        };
         let meta = catch_unwind(AssertUnwindSafe(|| {
             ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
         }))
