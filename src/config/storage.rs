@@ -118,19 +118,23 @@ impl Config {
                 Scheme::S3 => "us-east-1".to_string(),
                 Scheme::Tos => self.target.region.clone(),
             });
-        let addressing = st.addressing.unwrap_or_else(|| {
-            match env("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").map(truthy) {
+        let addressing = st
+            .addressing
+            .unwrap_or_else(|| match env("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").map(truthy) {
                 Some(true) => Addressing::Virtual,
                 Some(false) => Addressing::Path,
                 None if endpoint.is_some() => Addressing::Path,
                 None => Addressing::Virtual,
-            }
-        });
+            });
         let keys = self.storage_keys(scheme, env)?;
         if keys.is_none() && scheme == Scheme::S3 {
-            let delegated = ["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"]
-                .iter()
-                .any(|n| env(n).is_some());
+            let delegated = [
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            ]
+            .iter()
+            .any(|n| env(n).is_some());
             if !delegated {
                 return Err(invalid(
                     "no keys for the s3:// sources: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \

@@ -196,11 +196,7 @@ fn collect_sources(config: &Config, allow_empty: bool) -> Result<(Vec<SourceFile
 }
 
 /// The objects an `s3://` / `tos://` source names (see `source::object::Storage::expand`).
-fn list_objects(
-    config: &Config,
-    url: &str,
-    allow_empty: bool,
-) -> Result<Vec<source::object::ObjectFile>, RunError> {
+fn list_objects(config: &Config, url: &str, allow_empty: bool) -> Result<Vec<source::object::ObjectFile>, RunError> {
     let storage = config.object_storage()?;
     let parsed = source::object::ObjectUrl::parse(url).map_err(|message| ReadError::File {
         file: PathBuf::from(url),

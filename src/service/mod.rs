@@ -292,7 +292,11 @@ fn poll_interval(config: &Config) -> Duration {
 /// A number below 1e9 that changes with an object's ETag: a rewrite within the same second still
 /// looks like a move.
 fn etag_tag(etag: Option<&str>) -> u64 {
-    etag.map_or(0, |e| e.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 1_000_000_000)
+    etag.map_or(0, |e| {
+        e.bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % 1_000_000_000
+    })
 }
 
 fn observed(path: &Path) -> (PathBuf, u64, Option<SystemTime>) {
@@ -331,7 +335,11 @@ fn refresh(
             ),
             None => {
                 let (_, size, modified) = observed(&file.canonical);
-                (size, modified, renamed.contains(&file.path) || renamed.contains(&file.canonical))
+                (
+                    size,
+                    modified,
+                    renamed.contains(&file.path) || renamed.contains(&file.canonical),
+                )
             }
         };
         let entry = table.entry(file.canonical.clone()).or_insert_with(|| {

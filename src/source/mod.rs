@@ -685,7 +685,14 @@ fn open_object_stream(
         }
         return Ok((Box::new(io::empty()), count, 0));
     }
-    decompressed(path, Box::new(obj.reader(0, verified)), count, compression, skip, verified)
+    decompressed(
+        path,
+        Box::new(obj.reader(0, verified)),
+        count,
+        compression,
+        skip,
+        verified,
+    )
 }
 
 /// Where the complete lines of a plain file end: just after its last `\n` (0 if it has none).

@@ -27,8 +27,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
-use object_store::path::Path as KeyPath;
 use object_store::client::{HttpClient, HttpConnector};
+use object_store::path::Path as KeyPath;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::config::Secret;
@@ -76,7 +76,9 @@ impl ObjectUrl {
         } else if let Some(r) = url.strip_prefix("tos://") {
             (Scheme::Tos, r)
         } else {
-            return Err(format!("{url:?} is not an object URL (s3://bucket/key or tos://bucket/key)"));
+            return Err(format!(
+                "{url:?} is not an object URL (s3://bucket/key or tos://bucket/key)"
+            ));
         };
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         let valid_bucket = (3..=63).contains(&bucket.len())
@@ -658,7 +660,10 @@ mod tests {
             Some("https://data.tos-s3-cn-beijing.volces.com")
         );
         let s = settings(Some("http://127.0.0.1:9000"), Addressing::Path);
-        assert_eq!(s.bucket_endpoint(Scheme::S3, "data").as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            s.bucket_endpoint(Scheme::S3, "data").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert_eq!(settings(None, Addressing::Path).bucket_endpoint(Scheme::S3, "d"), None);
     }
 
