@@ -284,10 +284,13 @@ fn describe(e: &object_store::Error) -> String {
         }
         _ => "",
     };
-    let text = e.to_string();
-    // A status line from the client is enough; the body of an odd answer is cut short.
-    let text: String = text.chars().take(600).collect();
-    let extra = if hint.is_empty() && text.contains("403") {
+    let text = tidy(&e.to_string());
+    let extra = if hint.is_empty() && text.contains("status code: 3") {
+        " (a redirect, which is never followed: check the endpoint, the region and [storage] addressing; AWS \
+         redirects requests for a bucket of another region)"
+    } else if hint.is_empty() && text.contains("non-partial response") {
+        " (the server ignored the byte range: is the endpoint an S3 API?)"
+    } else if hint.is_empty() && text.contains("403") {
         " (access denied: check the access key pair and its permission to list and read the bucket)"
     } else if hint.is_empty() && (text.contains("NoSuchBucket") || text.contains("404")) {
         " (no such bucket or object: check the bucket name, the endpoint and the region)"
@@ -295,6 +298,23 @@ fn describe(e: &object_store::Error) -> String {
         hint
     };
     format!("{text}{extra}")
+}
+
+/// An S3 error body reduced to its code and message (`403 Forbidden: InvalidAccessKeyId: The AWS
+/// Access Key Id you provided does not exist in our records.`); any other text cut to 600
+/// characters (an odd answer's body can be long).
+fn tidy(text: &str) -> String {
+    let between = |open: &str, close: &str| -> Option<String> {
+        let start = text.find(open)? + open.len();
+        let len = text[start..].find(close)?;
+        Some(text[start..start + len].to_string())
+    };
+    if let (Some(code), Some(message)) = (between("<Code>", "</Code>"), between("<Message>", "</Message>"))
+        && let Some(body) = text.find("<?xml").or_else(|| text.find("<Error>"))
+    {
+        return format!("{}{code}: {message}", &text[..body]);
+    }
+    text.chars().take(600).collect()
 }
 
 impl Storage {
@@ -430,7 +450,8 @@ impl Storage {
             .collect();
         if files.is_empty() && !allow_empty {
             return Err(format!(
-                "the pattern matches no objects (listed s3 keys under {:?})",
+                "the pattern matches no objects (listed the keys under {:?}); check the key pattern, and that \
+                 the endpoint is an S3 API",
                 url.list_prefix()
             ));
         }
@@ -665,6 +686,20 @@ mod tests {
             Some("http://127.0.0.1:9000")
         );
         assert_eq!(settings(None, Addressing::Path).bucket_endpoint(Scheme::S3, "d"), None);
+    }
+
+    #[test]
+    fn error_bodies_are_reduced_to_code_and_message() {
+        let raw = "Error performing GET http://h/b?list-type=2 in 1ms - Server returned non-2xx status code: \
+                   403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>No such \
+                   key.</Message><RequestId>X</RequestId></Error>";
+        assert_eq!(
+            tidy(raw),
+            "Error performing GET http://h/b?list-type=2 in 1ms - Server returned non-2xx status code: \
+             403 Forbidden: InvalidAccessKeyId: No such key."
+        );
+        let long = "x".repeat(2000);
+        assert_eq!(tidy(&long).len(), 600);
     }
 
     #[test]

@@ -584,15 +584,15 @@ async fn a_hostile_endpoint_is_a_clear_error_not_a_panic() {
         return;
     }
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 12).await;
-    for (what, response) in [
-        (
-            "200 with HTML",
-            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 20\r\nconnection: close\r\n\r\n<html>welcome</html>",
-        ),
-        (
-            "a redirect",
-            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        ),
+    const HTML: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 20\r\nconnection: close\r\n\r\n<html>welcome</html>";
+    const REDIRECT: &str = "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    for (what, response, path, says) in [
+        // A listing answered with HTML reads as an empty listing: the pattern matches nothing.
+        ("a listing answered with HTML", HTML, "s3://data/in/*.csv", "is an S3 API"),
+        // An object whose ranged GET is answered 200 with a whole (other) body.
+        ("a ranged GET answered with HTML", HTML, "s3://data/in/a.csv", "ignored the byte range"),
+        ("a redirected listing", REDIRECT, "s3://data/in/*.csv", "never followed"),
+        ("a redirected HEAD", REDIRECT, "s3://data/in/a.csv", "never followed"),
     ] {
         let endpoint = canned_server(response).await;
         let dir = tempdir();
@@ -602,13 +602,14 @@ async fn a_hostile_endpoint_is_a_clear_error_not_a_panic() {
             "items",
             false,
             0,
-            &[("s3://data/in/*.csv".into(), Some("upsert"))],
+            &[(path.into(), Some("upsert"))],
         ) + &format!("\n[storage]\nendpoint = \"{endpoint}\"\nallow_http = true\n");
         write_config(dir.path(), &cfg);
         let out = run_s3(dir.path(), &["run", "--config", "sync.toml"]).await;
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(1), "{what}: {shown}");
-        assert!(shown.contains("s3://data/in/*.csv"), "{what}: names the URL: {shown}");
+        assert!(shown.contains(path), "{what}: names the URL: {shown}");
+        assert!(shown.contains(says), "{what}: says what is wrong: {shown}");
         assert!(!shown.contains("panicked"), "{what}: {shown}");
         assert!(!shown.contains(SECRET), "{what}: {shown}");
     }
