@@ -257,6 +257,8 @@ pub struct Storage {
     tos: Option<StorageSettings>,
     runtime: IoRuntime,
     stores: Mutex<Vec<((Scheme, String), Arc<dyn ObjectStore>)>>,
+    /// Bytes of one ranged GET of a sequential read ([`CHUNK_BYTES`]; smaller in tests).
+    chunk_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Storage {
@@ -330,7 +332,14 @@ impl Storage {
             tos,
             runtime: IoRuntime(Some(runtime)),
             stores: Mutex::new(Vec::new()),
+            chunk_bytes: std::sync::atomic::AtomicU64::new(CHUNK_BYTES),
         }))
+    }
+
+    /// Sets the bytes of one ranged GET of sequential reads (at least 1; tests use small chunks to
+    /// cross chunk boundaries inside rows and gzip members).
+    pub fn set_chunk_bytes(&self, n: u64) {
+        self.chunk_bytes.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs `fut` on the storage's runtime and waits for it from this (any) thread.
@@ -565,7 +574,8 @@ impl ObjectRead {
         if self.pending.is_some() || self.next >= self.end {
             return Ok(());
         }
-        let to = (self.next + CHUNK_BYTES).min(self.end);
+        let chunk = self.file.storage.chunk_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let to = self.next.saturating_add(chunk).min(self.end);
         let (tx, rx) = mpsc::sync_channel(1);
         self.file.fetch(self.next, to, tx)?;
         self.next = to;

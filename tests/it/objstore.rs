@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -588,9 +588,19 @@ async fn a_hostile_endpoint_is_a_clear_error_not_a_panic() {
     const REDIRECT: &str = "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/elsewhere\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
     for (what, response, path, says) in [
         // A listing answered with HTML reads as an empty listing: the pattern matches nothing.
-        ("a listing answered with HTML", HTML, "s3://data/in/*.csv", "is an S3 API"),
+        (
+            "a listing answered with HTML",
+            HTML,
+            "s3://data/in/*.csv",
+            "is an S3 API",
+        ),
         // An object whose ranged GET is answered 200 with a whole (other) body.
-        ("a ranged GET answered with HTML", HTML, "s3://data/in/a.csv", "ignored the byte range"),
+        (
+            "a ranged GET answered with HTML",
+            HTML,
+            "s3://data/in/a.csv",
+            "ignored the byte range",
+        ),
         ("a redirected listing", REDIRECT, "s3://data/in/*.csv", "never followed"),
         ("a redirected HEAD", REDIRECT, "s3://data/in/a.csv", "never followed"),
     ] {
@@ -685,3 +695,100 @@ async fn serve_picks_up_new_objects_by_listing() {
 }
 
 use vikingdb_emulator::FaultConfig;
+
+/// Every row (and its end position) read from `path` or, with `object`, from the object.
+fn read_rows(
+    path: &Path,
+    object: Option<&vikingsync::source::object::ObjectFile>,
+    start: Option<vikingsync::source::Position>,
+) -> Vec<(u64, vikingsync::source::Position, String)> {
+    use vikingsync::source;
+    let opts = source::ReadOptions {
+        object: object.cloned(),
+        ..source::ReadOptions::default()
+    };
+    let mut r = source::open(path, &opts, start).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut out = Vec::new();
+    while let Some(next) = r.next_row() {
+        match next {
+            Ok(raw) => out.push((raw.row, raw.end, raw.to_json().to_string())),
+            Err(source::ReadError::Row { row, end, raw, .. }) => out.push((row, end, format!("error: {raw}"))),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_reads_equal_local_reads_from_every_resume_position() {
+    use vikingsync::source::object::{Addressing, ObjectUrl, Storage, StorageKeys, StorageSettings};
+    let Some(moto) = Moto::start(&[]).await else { return };
+    moto.create_bucket("data").await;
+    let dir = tempdir();
+    let rows = upserts_with_bad(51, "e", 400, 37);
+    let mut pq_rows = upserts_with_bad(52, "q", 300, 1_000_000);
+    pq_rows[77].id = String::new();
+    // A file of two gzip members: the second starts inside a chunk.
+    let jsonl = encode(Fmt::Jsonl, &rows, false);
+    let half = jsonl[..jsonl.len() / 2]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("a line")
+        + 1;
+    let mut two_members = gzip(&jsonl[..half]);
+    two_members.extend(gzip(&jsonl[half..]));
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a.csv", encode(Fmt::Csv, &rows, false)),
+        ("b.jsonl.gz", two_members),
+        (
+            "c.csv.zst",
+            zstd::encode_all(&encode(Fmt::Csv, &rows, false)[..], 3).expect("zstd"),
+        ),
+        ("d.parquet", encode(Fmt::Parquet, &pq_rows, false)),
+    ];
+    let settings = StorageSettings {
+        endpoint: Some(moto.endpoint.clone()),
+        region: "us-east-1".into(),
+        addressing: Addressing::Path,
+        allow_http: true,
+        keys: Some(StorageKeys {
+            access_key: KEY_ID.into(),
+            secret_key: vikingsync::config::Secret::new(SECRET),
+            session_token: None,
+            origin: "test".into(),
+        }),
+        request_timeout: 30.0,
+        connect_timeout: 5.0,
+    };
+    let storage = Storage::new(Some(settings), None).expect("storage");
+    // Chunks of 1000 bytes: rows, gzip members and zstd frames cross chunk boundaries.
+    storage.set_chunk_bytes(1000);
+    for (name, bytes) in files {
+        let local = dir.path().join(name);
+        std::fs::write(&local, &bytes).expect("write");
+        moto.put("data", &format!("eq/{name}"), bytes).await;
+        let url = ObjectUrl::parse(&format!("s3://data/eq/{name}")).expect("url");
+        let storage = storage.clone();
+        let remote = PathBuf::from(url.to_string());
+        tokio::task::spawn_blocking(move || {
+            let objects = storage.expand(&url, false).expect("expand");
+            assert_eq!(objects.len(), 1);
+            let object = &objects[0];
+            let full = read_rows(&local, None, None);
+            assert!(full.len() >= 300, "{name}: {} rows", full.len());
+            assert_eq!(read_rows(&remote, Some(object), None), full, "{name}: from the start");
+            let step = if name.ends_with(".parquet") { 13 } else { 29 };
+            for k in (0..full.len()).step_by(step) {
+                let from_object = read_rows(&remote, Some(object), Some(full[k].1));
+                assert_eq!(
+                    from_object,
+                    full[k + 1..].to_vec(),
+                    "{name}: resume after row {}",
+                    full[k].0
+                );
+            }
+        })
+        .await
+        .expect("reads");
+    }
+}
