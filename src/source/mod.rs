@@ -15,10 +15,14 @@
 //! stops the file at the record that opened it; `.tsv` has no quoting. A resumed CSV/JSONL read
 //! must start on a line, else the file changed in place since its checkpoint.
 //!
+//! Objects (`s3://`, `tos://`; `object`): the same readers over ranged GETs of the version listed
+//! at the start of the run (`ReadOptions::object`); a path is then the object's URL. A compressed
+//! object is streamed twice (the verification pass, then the rows), never held whole.
+//!
 //! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
 //! (globs), `detect` (extensions), `open` (dispatch), decompression, verification of compressed
 //! streams and byte counting.
-//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each.
+//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each; `object` the S3 client.
 
 // `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
 // position by value, by design (row errors are expected and cheap to hand on).
