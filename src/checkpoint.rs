@@ -614,6 +614,61 @@ mod store_tests {
     }
 
     #[test]
+    fn objects_stand_by_etag_and_are_never_renames() {
+        let old = Fingerprint::of_object(100, Some("\"abc\"".into()), Some(1));
+        // A new modification time alone is not a change.
+        assert_eq!(
+            object_standing(&old, &Fingerprint::of_object(100, Some("\"abc\"".into()), Some(9))),
+            Standing::Unchanged
+        );
+        let Standing::Changed(why) = object_standing(&old, &Fingerprint::of_object(120, Some("\"def\"".into()), None))
+        else {
+            panic!("a new ETag is a change");
+        };
+        assert!(
+            why.contains("\"abc\"") && why.contains("\"def\"") && why.contains("rewritten"),
+            "{why}"
+        );
+        assert!(matches!(
+            object_standing(&old, &Fingerprint::of_object(99, Some("\"abc\"".into()), None)),
+            Standing::Changed(_)
+        ));
+        // A local file's entry never stands for an object.
+        let mut local = old.clone();
+        local.etag = None;
+        assert!(matches!(object_standing(&local, &old), Standing::Changed(_)));
+        // The same content under another key is another object, not a rename of the first.
+        let mut entry = one_file(Path::new("s3://b-1/a.csv"));
+        entry.fingerprint = old.clone();
+        let cp = Checkpoint {
+            version: VERSION,
+            seq: 1,
+            committed_at: String::new(),
+            dead_letter_len: 0,
+            files: vec![entry],
+            checksum: String::new(),
+        };
+        assert_eq!(cp.entry_for(Path::new("s3://b-1/b.csv"), &old, &[false]), None);
+        assert_eq!(cp.entry_for(Path::new("s3://b-1/a.csv"), &old, &[false]), Some(0));
+    }
+
+    #[test]
+    fn fingerprints_without_an_etag_read_as_before_and_write_as_before() {
+        let text = r#"{"size":10,"modified":null,"head_len":10,"head_sha256":"x","tail_len":10,"tail_sha256":"y"}"#;
+        let fp: Fingerprint = serde_json::from_str(text).expect("an old fingerprint reads");
+        assert_eq!(fp.etag, None);
+        assert!(!fp.is_object());
+        assert_eq!(
+            serde_json::to_string(&fp).expect("json"),
+            text,
+            "and is written unchanged"
+        );
+        let obj = Fingerprint::of_object(5, Some("\"e\"".into()), None);
+        let back: Fingerprint = serde_json::from_str(&serde_json::to_string(&obj).expect("json")).expect("reads");
+        assert_eq!(back, obj);
+    }
+
+    #[test]
     fn a_torn_newest_slot_falls_back_to_the_previous_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         {

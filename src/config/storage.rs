@@ -232,3 +232,167 @@ impl Config {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn config(source: &str, storage: &str) -> Config {
+        let text = format!(
+            "[target]\nendpoint = \"https://api-vikingdb.vikingdb.cn-shanghai.volces.com\"\nregion = \"cn-shanghai\"\n\
+             [collection]\nname = \"c\"\nprimary_key = \"id\"\n[collection.fields]\nid = \"string\"\n\
+             [[sources]]\npath = \"{source}\"\nop = \"upsert\"\n{storage}"
+        );
+        Config::parse(&text, Path::new("t.toml"), PathBuf::from("/cfg")).expect("config")
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    #[test]
+    fn s3_takes_the_aws_environment() {
+        let c = config("s3://b-1/x/*.csv", "");
+        let s = c
+            .storage_settings(
+                Scheme::S3,
+                &env(&[
+                    ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                    ("AWS_ALLOW_HTTP", "true"),
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_ACCESS_KEY_ID", "AKID"),
+                    ("AWS_SECRET_ACCESS_KEY", "SECRET-VALUE"),
+                    ("AWS_SESSION_TOKEN", "TOKEN-VALUE"),
+                ]),
+            )
+            .expect("settings");
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s.region.as_str(), s.addressing, s.allow_http),
+            ("eu-west-1", Addressing::Path, true)
+        );
+        let keys = s.keys.as_ref().expect("keys");
+        assert_eq!(keys.access_key, "AKID");
+        assert_eq!(keys.secret_key.expose(), "SECRET-VALUE");
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("SECRET-VALUE") && !shown.contains("TOKEN-VALUE"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_storage_table_overrides_the_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("ak"), "AKFILE\n").expect("ak");
+        std::fs::write(dir.path().join("sk"), "SKFILE\n").expect("sk");
+        let mut c = config(
+            "s3://b-1/x/*.csv",
+            "[storage]\nendpoint = \"https://minio.internal:9000\"\nregion = \"r1\"\naddressing = \"virtual\"\n\
+             access_key_file = \"ak\"\nsecret_key_file = \"sk\"\n",
+        );
+        c.base_dir = dir.path().to_path_buf();
+        let s = c
+            .storage_settings(
+                Scheme::S3,
+                &env(&[
+                    ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                    ("AWS_REGION", "eu-west-1"),
+                    ("AWS_ACCESS_KEY_ID", "AKID"),
+                    ("AWS_SECRET_ACCESS_KEY", "SECRET"),
+                ]),
+            )
+            .expect("settings");
+        assert_eq!(s.endpoint.as_deref(), Some("https://minio.internal:9000"));
+        assert_eq!((s.region.as_str(), s.addressing), ("r1", Addressing::Virtual));
+        let keys = s.keys.clone().expect("keys");
+        assert_eq!(
+            (keys.access_key.as_str(), keys.secret_key.expose()),
+            ("AKFILE", "SKFILE")
+        );
+        assert_eq!(
+            s.bucket_endpoint(Scheme::S3, "b-1").as_deref(),
+            Some("https://b-1.minio.internal:9000")
+        );
+    }
+
+    #[test]
+    fn tos_defaults_to_its_regional_endpoint_and_the_volcengine_keys() {
+        let c = config("tos://bkt/x/*.jsonl", "");
+        let s = c
+            .storage_settings(
+                Scheme::Tos,
+                &env(&[("VIKINGDB_AK", "VOLCAK"), ("VIKINGDB_SK", "VOLCSK")]),
+            )
+            .expect("settings");
+        assert_eq!((s.endpoint.as_deref(), s.region.as_str()), (None, "cn-shanghai"));
+        assert_eq!(s.addressing, Addressing::Virtual);
+        assert_eq!(s.keys.as_ref().expect("keys").access_key, "VOLCAK");
+        assert_eq!(
+            s.bucket_endpoint(Scheme::Tos, "bkt").as_deref(),
+            Some("https://bkt.tos-s3-cn-shanghai.volces.com")
+        );
+        // AWS keys, when set, come first.
+        let s = c
+            .storage_settings(
+                Scheme::Tos,
+                &env(&[
+                    ("VIKINGDB_AK", "VOLCAK"),
+                    ("VIKINGDB_SK", "VOLCSK"),
+                    ("AWS_ACCESS_KEY_ID", "AWSAK"),
+                    ("AWS_SECRET_ACCESS_KEY", "AWSSK"),
+                ]),
+            )
+            .expect("settings");
+        assert_eq!(s.keys.expect("keys").access_key, "AWSAK");
+        // No keys at all: an error that says what to set.
+        let err = c.storage_settings(Scheme::Tos, &env(&[])).expect_err("no keys");
+        assert!(err.to_string().contains("VIKINGDB_AK"), "{err}");
+    }
+
+    #[test]
+    fn s3_without_keys_is_a_config_error_unless_a_web_identity_is_there() {
+        let c = config("s3://b-1/x/*.csv", "");
+        let err = c.storage_settings(Scheme::S3, &env(&[])).expect_err("no keys");
+        assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
+        let half = c
+            .storage_settings(Scheme::S3, &env(&[("AWS_ACCESS_KEY_ID", "AKID")]))
+            .expect_err("half a pair");
+        assert!(half.to_string().contains("both"), "{half}");
+        let s = c
+            .storage_settings(Scheme::S3, &env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token")]))
+            .expect("delegated");
+        assert!(s.keys.is_none());
+    }
+
+    #[test]
+    fn plain_http_needs_allow_http_and_bad_tables_are_refused() {
+        let c = config("s3://b-1/x/*.csv", "");
+        let keys = [("AWS_ACCESS_KEY_ID", "A"), ("AWS_SECRET_ACCESS_KEY", "S")];
+        let mut with_http = keys.to_vec();
+        with_http.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"));
+        let err = c.storage_settings(Scheme::S3, &env(&with_http)).expect_err("http");
+        assert!(err.to_string().contains("AWS_ALLOW_HTTP"), "{err}");
+        let parse = |storage: &str| {
+            let text = format!(
+                "[target]\nendpoint = \"https://e.example\"\n[collection]\nname = \"c\"\nprimary_key = \"id\"\n\
+                 [collection.fields]\nid = \"string\"\n[[sources]]\npath = \"s3://b-1/x.csv\"\nop = \"upsert\"\n{storage}"
+            );
+            Config::parse(&text, Path::new("t.toml"), PathBuf::from("/cfg")).map(|_| ())
+        };
+        assert!(parse("[storage]\nendpoint = \"http://h:1\"\n").is_err());
+        assert!(parse("[storage]\nendpoint = \"http://h:1\"\nallow_http = true\n").is_ok());
+        assert!(parse("[storage]\nendpont = \"https://h\"\n").is_err(), "unknown key");
+        assert!(parse("[storage]\naddressing = \"sideways\"\n").is_err());
+        assert!(parse("[storage]\nrequest_timeout = -1\n").is_err());
+        assert!(parse("[storage]\nendpoint = \"ftp://h\"\n").is_err());
+        let bad_url = "[target]\nendpoint = \"https://e.example\"\n[collection]\nname = \"c\"\nprimary_key = \"id\"\n\
+                       [collection.fields]\nid = \"string\"\n[[sources]]\npath = \"s3://B/x.csv\"\nop = \"upsert\"\n";
+        let err = Config::parse(bad_url, Path::new("t.toml"), PathBuf::from("/cfg")).expect_err("bucket");
+        assert!(err.to_string().contains("[[sources]] #1"), "{err}");
+    }
+}
