@@ -251,12 +251,15 @@ impl Drop for IoRuntime {
     }
 }
 
+/// One bucket's client: (scheme, bucket name) → store.
+type BucketClient = ((Scheme, String), Arc<dyn ObjectStore>);
+
 /// The clients of every bucket a config reads, and the runtime their requests run on.
 pub struct Storage {
     s3: Option<StorageSettings>,
     tos: Option<StorageSettings>,
     runtime: IoRuntime,
-    stores: Mutex<Vec<((Scheme, String), Arc<dyn ObjectStore>)>>,
+    stores: Mutex<Vec<BucketClient>>,
     /// Bytes of one ranged GET of a sequential read ([`CHUNK_BYTES`]; smaller in tests).
     chunk_bytes: std::sync::atomic::AtomicU64,
 }
