@@ -792,3 +792,75 @@ async fn object_reads_equal_local_reads_from_every_resume_position() {
         .expect("reads");
     }
 }
+
+/// Not a test: writes the Parquet file `bench/objstore.py` reads, from `bench/gen.py`'s JSONL
+/// (stdlib Python cannot write Parquet). `VIKINGSYNC_BENCH_JSONL=in.jsonl
+/// VIKINGSYNC_BENCH_PARQUET=out.parquet cargo test --test it objstore::bench_jsonl_to_parquet --
+/// --ignored`. Columns id, title (utf8), score (float32), tags (list<utf8>), vec (list<float32>);
+/// row groups of 16,384 rows.
+#[test]
+#[ignore = "a tool for bench/objstore.py, run by it"]
+fn bench_jsonl_to_parquet() {
+    use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder};
+    use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::io::BufRead;
+    use std::sync::Arc;
+    let (Ok(input), Ok(output)) = (
+        std::env::var("VIKINGSYNC_BENCH_JSONL"),
+        std::env::var("VIKINGSYNC_BENCH_PARQUET"),
+    ) else {
+        panic!("set VIKINGSYNC_BENCH_JSONL and VIKINGSYNC_BENCH_PARQUET");
+    };
+    let list = |t: DataType| DataType::List(Arc::new(Field::new("item", t, true)));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, true),
+        Field::new("score", DataType::Float32, true),
+        Field::new("tags", list(DataType::Utf8), true),
+        Field::new("vec", list(DataType::Float32), true),
+    ]));
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(16_384))
+        .build();
+    let file = std::fs::File::create(&output).expect("create");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("writer");
+    let lines = std::io::BufReader::new(std::fs::File::open(&input).expect("open")).lines();
+    let mut chunk: Vec<serde_json::Value> = Vec::new();
+    let mut flush = |chunk: &mut Vec<serde_json::Value>| {
+        let text = |v: &serde_json::Value, k: &str| v[k].as_str().map(str::to_string);
+        let ids: StringArray = chunk.iter().map(|v| text(v, "id")).collect();
+        let titles: StringArray = chunk.iter().map(|v| text(v, "title")).collect();
+        let scores: Float32Array = chunk.iter().map(|v| v["score"].as_f64().map(|f| f as f32)).collect();
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        let mut vecs = ListBuilder::new(Float32Builder::new());
+        for v in chunk.iter() {
+            for t in v["tags"].as_array().into_iter().flatten() {
+                tags.values().append_value(t.as_str().unwrap_or_default());
+            }
+            tags.append(true);
+            for x in v["vec"].as_array().into_iter().flatten() {
+                vecs.values().append_value(x.as_f64().unwrap_or_default() as f32);
+            }
+            vecs.append(true);
+        }
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(ids),
+            Arc::new(titles),
+            Arc::new(scores),
+            Arc::new(tags.finish()),
+            Arc::new(vecs.finish()),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols).expect("batch");
+        writer.write(&batch).expect("write");
+        chunk.clear();
+    };
+    for line in lines {
+        chunk.push(serde_json::from_str(&line.expect("line")).expect("json"));
+        if chunk.len() == 8192 {
+            flush(&mut chunk);
+        }
+    }
+    flush(&mut chunk);
+    writer.close().expect("close");
+}
