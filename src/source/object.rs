@@ -4,8 +4,8 @@
 //!
 //! Owns: parsing object URLs, building one S3 client per bucket from resolved [`StorageSettings`]
 //! (endpoint, region, addressing, keys), listing a prefix and matching the keys with the same
-//! glob rules as local files, and blocking reads for the sync readers: a [`ObjectFile`] serves
-//! byte ranges (Parquet's footer and column chunks, through parquet's `ChunkReader`) and
+//! glob rules as local files, and blocking reads for the sync readers: an [`ObjectFile`] serves
+//! byte ranges (Parquet's footer and page windows, through `parquet_reader`'s `ChunkReader`) and
 //! sequential streams ([`ObjectRead`], for CSV/JSONL and their gzip/zstd forms) as a chain of
 //! bounded ranged GETs (at most two chunks of [`CHUNK_BYTES`] in memory: the one being read and
 //! the one fetched ahead), every one with `If-Match: <the listed ETag>`, so that an object
@@ -550,6 +550,11 @@ impl ObjectFile {
         )
     }
 
+    /// Bytes of one ranged GET of a sequential read ([`CHUNK_BYTES`] unless a test set less).
+    pub fn chunk_bytes(&self) -> u64 {
+        self.storage.chunk_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A sequential stream of bytes `start..end`, fetched one chunk ahead.
     pub fn reader(&self, start: u64, end: u64) -> ObjectRead {
         ObjectRead {
@@ -577,7 +582,7 @@ impl ObjectRead {
         if self.pending.is_some() || self.next >= self.end {
             return Ok(());
         }
-        let chunk = self.file.storage.chunk_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let chunk = self.file.chunk_bytes();
         let to = self.next.saturating_add(chunk).min(self.end);
         let (tx, rx) = mpsc::sync_channel(1);
         self.file.fetch(self.next, to, tx)?;
@@ -604,32 +609,6 @@ impl Read for ObjectRead {
         out[..n].copy_from_slice(&self.buf[..n]);
         let _ = self.buf.split_to(n);
         Ok(n)
-    }
-}
-
-impl parquet::file::reader::Length for ObjectFile {
-    fn len(&self) -> u64 {
-        self.size
-    }
-}
-
-impl parquet::file::reader::ChunkReader for ObjectFile {
-    type T = ObjectRead;
-
-    fn get_read(&self, start: u64) -> parquet::errors::Result<ObjectRead> {
-        Ok(self.reader(start, self.size))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let end = start.saturating_add(length as u64);
-        if end > self.size {
-            return Err(parquet::errors::ParquetError::EOF(format!(
-                "bytes {start}..{end} are past the end of the object ({} bytes)",
-                self.size
-            )));
-        }
-        self.get_range(start, end)
-            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
     }
 }
 

@@ -864,3 +864,78 @@ fn bench_jsonl_to_parquet() {
     flush(&mut chunk);
     writer.close().expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_rewritten_during_a_read_stops_the_read() {
+    use vikingsync::source::object::{Addressing, ObjectUrl, Storage, StorageKeys, StorageSettings};
+    let Some(moto) = Moto::start(&[]).await else { return };
+    moto.create_bucket("data").await;
+    let rows = upserts_with_bad(61, "w", 300, 1_000_000);
+    moto.put("data", "w/a.csv", encode(Fmt::Csv, &rows, false)).await;
+    let storage = Storage::new(
+        Some(StorageSettings {
+            endpoint: Some(moto.endpoint.clone()),
+            region: "us-east-1".into(),
+            addressing: Addressing::Path,
+            allow_http: true,
+            keys: Some(StorageKeys {
+                access_key: KEY_ID.into(),
+                secret_key: vikingsync::config::Secret::new(SECRET),
+                session_token: None,
+                origin: "test".into(),
+            }),
+            request_timeout: 30.0,
+            connect_timeout: 5.0,
+        }),
+        None,
+    )
+    .expect("storage");
+    storage.set_chunk_bytes(2000);
+    let url = ObjectUrl::parse("s3://data/w/a.csv").expect("url");
+    let objects = tokio::task::spawn_blocking({
+        let storage = storage.clone();
+        move || storage.expand(&url, false).expect("expand")
+    })
+    .await
+    .expect("expand");
+    let object = objects[0].clone();
+    let mut reader = tokio::task::spawn_blocking(move || {
+        let opts = vikingsync::source::ReadOptions {
+            object: Some(object),
+            ..vikingsync::source::ReadOptions::default()
+        };
+        let mut r = vikingsync::source::open(Path::new("s3://data/w/a.csv"), &opts, None).expect("open");
+        for _ in 0..5 {
+            r.next_row().expect("a row").expect("readable");
+        }
+        r
+    })
+    .await
+    .expect("first rows");
+    // Rewritten while the reader is a few rows in.
+    let other = upserts_with_bad(62, "x", 300, 1_000_000);
+    moto.put("data", "w/a.csv", encode(Fmt::Csv, &other, false)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut read = 5;
+        loop {
+            match reader.next_row() {
+                Some(Ok(row)) => {
+                    assert!(
+                        row.to_json()["id"].as_str().is_some_and(|id| id.starts_with('w')),
+                        "a row of the new version: {row:?}"
+                    );
+                    read += 1;
+                }
+                Some(Err(e)) => return (read, e.to_string()),
+                None => return (read, String::new()),
+            }
+        }
+    })
+    .await
+    .expect("rest");
+    assert!(outcome.0 < rows.len(), "stopped before the end: {outcome:?}");
+    assert!(
+        outcome.1.contains("s3://data/w/a.csv") && outcome.1.contains("rewritten"),
+        "says why: {outcome:?}"
+    );
+}
