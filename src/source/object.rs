@@ -395,7 +395,16 @@ impl Storage {
                 retry_timeout: Duration::from_secs(60),
                 ..RetryConfig::default()
             });
-        match settings.bucket_endpoint(scheme, bucket) {
+        let endpoint = settings.bucket_endpoint(scheme, bucket);
+        tracing::info!(
+            bucket = %format!("{}{bucket}", scheme.prefix()),
+            endpoint = endpoint.as_deref().unwrap_or("AWS (regional)"),
+            region = %settings.region,
+            addressing = ?settings.addressing,
+            keys = settings.keys.as_ref().map_or("web identity / container credentials", |k| k.origin.as_str()),
+            "object storage client"
+        );
+        match endpoint {
             Some(e) => {
                 builder = builder
                     .with_endpoint(e)
