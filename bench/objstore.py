@@ -5,7 +5,8 @@ For each format (CSV.gz, JSONL, Parquet) the release binary runs a one-shot back
 rows into `vikingsync emulator` (no quota, no latency), once with `path = "/local/file"` and once
 with `path = "s3://bench/file"` served by `moto_server` on 127.0.0.1 (path style, plain http).
 Measured per run: rows/s (the summary's throughput), wall time and peak RSS of the client
-(`/usr/bin/time -v`), its user+sys CPU, and the CPU moto_server used meanwhile (/proc).
+(`/usr/bin/time -v`), its user+sys CPU, the CPU moto_server and the emulator used meanwhile
+(/proc), and the CPU every other process used (/proc/stat), which tells a disturbed run.
 
     python3 bench/objstore.py [--bin target/release/vikingsync] [--moto .venv/bin/moto_server]
                               [--rows 200000] [--dim 64] [--rounds 2] [--out results.jsonl]
@@ -54,6 +55,13 @@ def cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except OSError:
         return 0.0
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all processes used so far (/proc/stat: everything but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -181,6 +189,7 @@ def run_once(args, work: str, fmt: str, where: str, source: str, moto_url: str |
         env.update(VIKINGDB_AK=AK, VIKINGDB_SK=SK, NO_COLOR="1",
                    AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
         moto0 = cpu_s(moto_pid) if moto_pid else 0.0
+        busy0, emu0 = machine_busy_s(), cpu_s(emu.pid)
         t0 = time.monotonic()
         proc = subprocess.run(["/usr/bin/time", "-v", "-o", os.path.join(run_dir, "time.txt"), args.bin,
                                "--log-format", "json", "run", "--config", "sync.toml", "--no-progress"],
@@ -188,6 +197,7 @@ def run_once(args, work: str, fmt: str, where: str, source: str, moto_url: str |
                               timeout=900)
         wall = time.monotonic() - t0
         moto1 = cpu_s(moto_pid) if moto_pid else 0.0
+        busy1, emu1 = machine_busy_s(), cpu_s(emu.pid)
     finally:
         stop(emu)
     timing = open(os.path.join(run_dir, "time.txt")).read()
@@ -204,14 +214,17 @@ def run_once(args, work: str, fmt: str, where: str, source: str, moto_url: str |
     if proc.returncode != 0:
         raise RuntimeError(f"{fmt} {where}: exit {proc.returncode}\n{proc.stderr.decode()[-3000:]}")
     rss_kb = num(r"Maximum resident set size \(kbytes\): (\d+)")
+    client = (num(r"User time \(seconds\): ([\d.]+)") or 0) + (num(r"System time \(seconds\): ([\d.]+)") or 0)
     return {
         "format": fmt, "source": where, "rows": int(summary.get("rows_read", 0)),
         "rows_per_s": round(float(summary.get("rows_per_second", 0)), 1),
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(rss_kb / 1024, 1) if rss_kb else None,
-        "client_cpu_s": round((num(r"User time \(seconds\): ([\d.]+)") or 0)
-                              + (num(r"System time \(seconds\): ([\d.]+)") or 0), 2),
+        "client_cpu_s": round(client, 2),
         "moto_cpu_s": round(moto1 - moto0, 2) if moto_pid else None,
+        "emulator_cpu_s": round(emu1 - emu0, 2),
+        # Everything else the machine ran meanwhile (a disturbed run shows here).
+        "other_cpu_s": round((busy1 - busy0) - client - (moto1 - moto0) - (emu1 - emu0), 2),
     }
 
 
@@ -265,14 +278,16 @@ def main() -> int:
                         with open(args.out, "a") as f:
                             f.write(json.dumps(r) + "\n")
         print()
-        print(f"{'format':8} {'source':6} {'rows/s (median)':>16} {'peak RSS MB':>12} {'client CPU s':>13} {'moto CPU s':>11}")
+        print(f"{'format':8} {'source':6} {'rows/s (median)':>16} {'peak RSS MB':>12} {'client CPU s':>13} "
+              f"{'moto CPU s':>11} {'other CPU s':>12}")
         for fmt in files:
             for where in ("local", "s3"):
                 rs = sorted((r for r in results if r["format"] == fmt and r["source"] == where),
                             key=lambda r: r["rows_per_s"])
                 mid = rs[len(rs) // 2]
                 print(f"{fmt:8} {where:6} {mid['rows_per_s']:>16.0f} {max(r['peak_rss_mb'] for r in rs):>12.1f} "
-                      f"{mid['client_cpu_s']:>13.2f} {mid['moto_cpu_s'] if mid['moto_cpu_s'] is not None else '-':>11}")
+                      f"{mid['client_cpu_s']:>13.2f} {mid['moto_cpu_s'] if mid['moto_cpu_s'] is not None else '-':>11} "
+                      f"{mid['other_cpu_s']:>12.2f}")
         return 0
     finally:
         if moto:
