@@ -10,6 +10,33 @@ use serde::{Serialize, Serializer};
 
 pub use vikingdb_types::{Op, PrimaryKey};
 
+/// A vector as compact JSON text (`[0.5,-1,2e-3]`): an array of JSON numbers, each a finite
+/// `f32`, copied from the source as it was written. The schema checks the text before it builds
+/// one; rows are serialised with the text as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorText(Box<str>);
+
+impl VectorText {
+    /// `text` must already be checked (see `schema::vector_text`).
+    pub(crate) fn checked(text: String) -> VectorText {
+        VectorText(text.into_boxed_str())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The elements as `f32`s (each read as an `f64` and narrowed, as a JSON value's would be).
+    pub fn to_f32s(&self) -> Vec<f32> {
+        let inner = self.0.trim_start_matches('[').trim_end_matches(']');
+        inner
+            .split(',')
+            .filter_map(|t| t.parse::<f64>().ok())
+            .map(|x| x as f32)
+            .collect()
+    }
+}
+
 /// A field value in the exact form it is written to VikingDB.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -21,6 +48,9 @@ pub enum Value {
     StrList(Vec<String>),
     IntList(Vec<i64>),
     Vector(Vec<f32>),
+    /// A vector read from text, checked by the schema and written on as it came (see
+    /// `schema::vector_text`).
+    VectorText(VectorText),
     /// sparse_vector: token → weight, written as a JSON object.
     Sparse(Vec<(String, f32)>),
 }
@@ -34,6 +64,7 @@ impl Serialize for Value {
             Value::Str(v) => s.serialize_str(v),
             Value::StrList(v) => v.serialize(s),
             Value::IntList(v) => v.serialize(s),
+            Value::VectorText(v) => v.to_f32s().serialize(s),
             Value::Vector(v) => {
                 let mut seq = s.serialize_seq(Some(v.len()))?;
                 for x in v {

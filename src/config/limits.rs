@@ -47,6 +47,8 @@ pub const COMMIT_INTERVAL: SecsRange = SecsRange {
     max_words: "1 hour",
 };
 pub const MAX_CONCURRENCY: u64 = 1_024;
+/// `[read] threads`.
+pub const MAX_READ_THREADS: u64 = 256;
 /// Rows per request: VikingDB's limit.
 pub const MAX_BATCH_ROWS: u64 = vikingdb_types::MAX_ROWS_PER_REQUEST as u64;
 pub const MAX_ROWS_PER_SECOND: u32 = 1_000_000;

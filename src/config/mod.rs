@@ -85,6 +85,8 @@ pub struct Config {
     /// The object storage clients, built on first use and shared by the clones of this config.
     #[serde(skip)]
     pub object_storage: Arc<std::sync::OnceLock<Arc<crate::source::object::Storage>>>,
+    #[serde(default)]
+    pub read: ReadConfig,
     /// Directory of the config file: relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -92,6 +94,26 @@ pub struct Config {
     /// (a file still being appended to is followed, not cut mid-line).
     #[serde(skip)]
     pub follow: bool,
+}
+
+/// `[read]`: how rows are read and typed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    /// Threads that type rows (coerce them to the schema and serialise them) beside the thread
+    /// that reads them; 0 = one per available core (at most 8), 1 = typed on the reading thread.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl ReadConfig {
+    /// The typing threads to start: `threads`, or one per available core (at most 8).
+    pub fn typing_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            n => n,
+        }
+    }
 }
 
 /// `[serve]`: the long-running service (`vikingsync serve`). Durations in seconds.
@@ -535,6 +557,13 @@ impl Config {
         ] {
             check_secs(key, secs, limit)?;
         }
+        check_count(
+            "[read] threads",
+            self.read.threads as u64,
+            0,
+            limits::MAX_READ_THREADS,
+            " (0 = one per core)",
+        )?;
         if let Concurrency::Fixed(n) = self.rate.concurrency {
             check_count("[rate] concurrency", n, 1, limits::MAX_CONCURRENCY, "")?;
         }

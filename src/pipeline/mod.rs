@@ -335,11 +335,12 @@ impl Engine {
 
         let (tx, rx) = mpsc::channel(CHANNEL_ROWS);
         let shard = options.shard;
+        let threads = config.read.typing_threads();
         let reader_stats = stats.clone();
         let reader_files = files.clone();
         let reader = std::thread::Builder::new()
             .name("vikingsync-reader".into())
-            .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats, shard))
+            .spawn(move || read_all(reader_files, mappings, schema, tx, reader_stats, shard, threads))
             .map_err(state_err)?;
 
         let mut coordinator = Coordinator::new(

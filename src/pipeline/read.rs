@@ -43,9 +43,150 @@ pub(super) enum Item {
 /// Rows parsed ahead of the coordinator (the coordinator itself takes at most `window`).
 pub(super) const CHANNEL_ROWS: usize = 1024;
 
-/// Reads every file in order, types each row, and sends the results down `tx`. With a `shard`,
-/// rows owned by other shards pass as [`Item::Done`]: they hold their place (the watermark moves
-/// over them) but are neither sent nor dead-lettered here.
+/// Rows handed to a typing thread at a time.
+const CHUNK_ROWS: usize = 64;
+
+/// Everything a typing thread needs to turn a row into an [`Item`].
+struct Typing {
+    files: Arc<[FilePlan]>,
+    /// Each file's path as shown in dead-letter entries.
+    names: Vec<String>,
+    mappings: Vec<SourceMapping>,
+    schema: Schema,
+    shard: Option<Shard>,
+}
+
+/// A row as read, with its place, before it is typed; or an item that needs no typing.
+enum Unit {
+    Row {
+        file: usize,
+        seq: u64,
+        next: Result<RawRow, ReadError>,
+    },
+    Ready(Item),
+}
+
+impl Typing {
+    /// The item for one unit: a row a previous run finished, another shard's row, a typed row, or
+    /// a rejected one.
+    fn item(&self, unit: Unit) -> Item {
+        let (index, seq, next) = match unit {
+            Unit::Ready(item) => return item,
+            Unit::Row { file, seq, next } => (file, seq, next),
+        };
+        let file = &self.files[index];
+        let mapping = &self.mappings[file.source.mapping];
+        let name = &self.names[index];
+        let already = |row: u64| crate::ack::in_ranges(&file.done_rows, row);
+        match next {
+            Ok(raw) => {
+                let origin = Origin {
+                    file: index,
+                    row: raw.row,
+                    seq,
+                };
+                if already(raw.row) {
+                    Item::Done { origin, end: raw.end }
+                } else if self.shard.is_some_and(|sh| {
+                    !sh.owns(
+                        self.schema.key_of(&raw, mapping).as_ref(),
+                        &file.source.canonical,
+                        raw.row,
+                    )
+                }) {
+                    // Another shard's row: it holds its place, and is not typed further.
+                    Item::Done { origin, end: raw.end }
+                } else {
+                    typed(&self.schema, mapping, raw, origin, name)
+                }
+            }
+            Err(ReadError::Row {
+                row, end, raw, message, ..
+            }) => {
+                let origin = Origin { file: index, row, seq };
+                if already(row) {
+                    return Item::Done { origin, end };
+                }
+                // No key could be read: the row's place decides its shard.
+                match self.shard {
+                    Some(sh) if !sh.owns(None, &file.source.canonical, row) => Item::Done { origin, end },
+                    _ => unreadable(name, origin, end, raw, message, mapping.op),
+                }
+            }
+            Err(e @ ReadError::File { .. }) => Item::Failed(e),
+        }
+    }
+}
+
+/// Where the reading thread puts what it read: typed on the spot and sent, or gathered into
+/// chunks for the typing threads.
+trait Outlet {
+    /// False when the run stopped (nobody takes items any more).
+    fn put(&mut self, unit: Unit) -> bool;
+    /// Hands on a partial chunk (at the end of a file).
+    fn flush(&mut self) -> bool;
+}
+
+/// Types on the reading thread and sends each item.
+struct Inline {
+    typing: Typing,
+    tx: mpsc::Sender<Item>,
+    stats: Arc<Stats>,
+}
+
+impl Outlet for Inline {
+    fn put(&mut self, unit: Unit) -> bool {
+        let item = self.typing.item(unit);
+        forward(item, &self.tx, &self.stats)
+    }
+
+    fn flush(&mut self) -> bool {
+        true
+    }
+}
+
+/// Counts an item and sends it; false when the run stopped or the file failed (nothing more
+/// may follow a failure).
+fn forward(item: Item, tx: &mpsc::Sender<Item>, stats: &Stats) -> bool {
+    if matches!(item, Item::Row { .. } | Item::Rejected { .. }) {
+        stats.rows_parsed.fetch_add(1, Relaxed);
+    }
+    let failed = matches!(item, Item::Failed(_));
+    tx.blocking_send(item).is_ok() && !failed
+}
+
+type Chunk = (Vec<Unit>, std::sync::mpsc::SyncSender<Vec<Item>>);
+
+/// Gathers units into chunks for the typing threads; a forwarding thread sends their items on in
+/// the order they were read (each chunk's answer is awaited in turn), so the coordinator sees
+/// exactly what typing on the reading thread would give.
+struct Parallel {
+    chunk: Vec<Unit>,
+    work: std::sync::mpsc::SyncSender<Chunk>,
+    order: std::sync::mpsc::SyncSender<std::sync::mpsc::Receiver<Vec<Item>>>,
+}
+
+impl Outlet for Parallel {
+    fn put(&mut self, unit: Unit) -> bool {
+        self.chunk.push(unit);
+        self.chunk.len() < CHUNK_ROWS || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        let units = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        // The order first: a typing thread may answer before the forwarder waits.
+        self.order.send(answered).is_ok() && self.work.send((units, answer)).is_ok()
+    }
+}
+
+/// Reads every file in order, types each row (on `threads` typing threads beside this one, or
+/// on this thread when `threads` ≤ 1), and sends the results down `tx` in read order. With a
+/// `shard`, rows owned by other shards pass as [`Item::Done`]: they hold their place (the
+/// watermark moves over them) but are neither sent nor dead-lettered here.
 pub(super) fn read_all(
     files: Arc<[FilePlan]>,
     mappings: Vec<SourceMapping>,
@@ -53,12 +194,71 @@ pub(super) fn read_all(
     tx: mpsc::Sender<Item>,
     stats: Arc<Stats>,
     shard: Option<Shard>,
+    threads: usize,
 ) {
+    let typing = Typing {
+        names: files.iter().map(|f| f.source.path.display().to_string()).collect(),
+        files: files.clone(),
+        mappings,
+        schema,
+        shard,
+    };
+    if threads <= 1 {
+        let mut outlet = Inline {
+            typing,
+            tx,
+            stats: stats.clone(),
+        };
+        read_files(&files, &stats, &mut outlet);
+        return;
+    }
+    let typing = Arc::new(typing);
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
+    let (order_tx, order_rx) = std::sync::mpsc::sync_channel::<std::sync::mpsc::Receiver<Vec<Item>>>(threads * 4);
+    let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (work_rx, typing) = (work_rx.clone(), typing.clone());
+            scope.spawn(move || {
+                loop {
+                    // Poisoned only if another typing thread panicked; the channel is still sound.
+                    let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((units, answer)) = next else { return };
+                    let items = units.into_iter().map(|u| typing.item(u)).collect();
+                    if answer.send(items).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let forward_stats = stats.clone();
+        scope.spawn(move || {
+            for answered in order_rx {
+                let Ok(items) = answered.recv() else { return };
+                for item in items {
+                    if !forward(item, &tx, &forward_stats) {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut outlet = Parallel {
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+            work: work_tx,
+            order: order_tx,
+        };
+        read_files(&files, &stats, &mut outlet);
+        outlet.flush();
+        // Dropping the outlet closes both channels: the typing threads and the forwarder end.
+    });
+}
+
+/// The reading loop: every planned file in order, each row with its run-wide sequence number.
+fn read_files(files: &[FilePlan], stats: &Stats, outlet: &mut dyn Outlet) {
     let mut seq = 0u64;
     for (index, file) in files.iter().enumerate() {
-        let name = file.source.path.display().to_string();
         if file.skip {
-            if tx.blocking_send(Item::FileEnd(index)).is_err() {
+            if !outlet.put(Unit::Ready(Item::FileEnd(index))) {
                 return;
             }
             continue;
@@ -66,63 +266,34 @@ pub(super) fn read_all(
         let mut reader = match source::open(&file.source.path, &file.source.options, file.start) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.blocking_send(Item::Failed(e));
+                outlet.put(Unit::Ready(Item::Failed(e)));
+                outlet.flush();
                 return;
             }
         };
-        let mapping = &mappings[file.source.mapping];
         let mut last_bytes = 0;
         while let Some(next) = reader.next_row() {
-            let already = |row: u64| crate::ack::in_ranges(&file.done_rows, row);
-            let item = match next {
-                Ok(raw) => {
-                    let origin = Origin {
+            let unit = match next {
+                Err(e @ ReadError::File { .. }) => Unit::Ready(Item::Failed(e)),
+                next => {
+                    seq += 1;
+                    Unit::Row {
                         file: index,
-                        row: raw.row,
-                        seq,
-                    };
-                    seq += 1;
-                    if already(raw.row) {
-                        Item::Done { origin, end: raw.end }
-                    } else if shard.is_some_and(|sh| {
-                        !sh.owns(schema.key_of(&raw, mapping).as_ref(), &file.source.canonical, raw.row)
-                    }) {
-                        // Another shard's row: it holds its place, and is not typed further.
-                        Item::Done { origin, end: raw.end }
-                    } else {
-                        typed(&schema, mapping, raw, origin, &name)
+                        seq: seq - 1,
+                        next,
                     }
                 }
-                Err(ReadError::Row { row, end, .. }) if already(row) => {
-                    let origin = Origin { file: index, row, seq };
-                    seq += 1;
-                    Item::Done { origin, end }
-                }
-                Err(ReadError::Row {
-                    row, end, raw, message, ..
-                }) => {
-                    let origin = Origin { file: index, row, seq };
-                    seq += 1;
-                    // No key could be read: the row's place decides its shard.
-                    match shard {
-                        Some(sh) if !sh.owns(None, &file.source.canonical, row) => Item::Done { origin, end },
-                        _ => unreadable(&name, origin, end, raw, message, mapping.op),
-                    }
-                }
-                Err(e @ ReadError::File { .. }) => Item::Failed(e),
             };
-            let failed = matches!(item, Item::Failed(_));
-            if !matches!(item, Item::Done { .. }) {
-                stats.rows_parsed.fetch_add(1, Relaxed);
-            }
+            let failed = matches!(unit, Unit::Ready(Item::Failed(_)));
             let bytes = reader.bytes_read();
             stats.bytes_read.fetch_add(bytes.saturating_sub(last_bytes), Relaxed);
             last_bytes = bytes;
-            if tx.blocking_send(item).is_err() || failed {
+            if !outlet.put(unit) || failed {
+                outlet.flush();
                 return; // the run stopped, or this file cannot be read further
             }
         }
-        if tx.blocking_send(Item::FileEnd(index)).is_err() {
+        if !outlet.put(Unit::Ready(Item::FileEnd(index))) || !outlet.flush() {
             return;
         }
     }

@@ -1,8 +1,9 @@
 //! JSONL reader: one JSON object per line, read line by line into a reused buffer.
 //!
 //! Owns: line splitting, skipping blank lines, turning an object's members into cells in member
-//! order (JSON null → `Cell::Null`, string → `Cell::Text`, anything else → `Cell::Json` with
-//! integers kept exact), and byte-offset positions in the decompressed stream.
+//! order (JSON null → `Cell::Null`, string → `Cell::Text`, a long array → `Cell::JsonArray` as its
+//! text, anything else → `Cell::Json` with integers kept exact), and byte-offset positions in the
+//! decompressed stream.
 //! Never: reads more than one line (of at most `MAX_LINE` bytes) into memory, converts a JSON
 //! value to another type, or stops the file for a bad line: a line that is not a JSON object is a
 //! `ReadError::Row` carrying the line as text, and reading goes on.
@@ -11,7 +12,9 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use super::{ByteCounter, Cell, Compression, Names, Position, RawRow, ReadError, RowReader};
+use serde_json::value::RawValue;
+
+use super::{ByteCounter, Cell, Compression, LONG_ARRAY_BYTES, Names, Position, RawRow, ReadError, RowReader};
 
 /// The longest line accepted; a longer one is taken for a corrupt or mislabelled file.
 const MAX_LINE: usize = 256 * 1024 * 1024;
@@ -110,30 +113,20 @@ impl RowReader for JsonlReader {
                 byte: self.offset,
                 rows: self.rows,
             };
+            if let Some(members) = members(content) {
+                let cells = members
+                    .into_iter()
+                    .map(|(k, raw)| (self.names.get(&k), raw_cell(raw)))
+                    .collect();
+                return Some(Ok(RawRow {
+                    row: self.rows,
+                    cells,
+                    end,
+                }));
+            }
+            // Not an object, or not JSON: parsed again as a value, for the message.
             let problem = match serde_json::from_slice::<serde_json::Value>(content) {
-                Ok(serde_json::Value::Object(map)) => {
-                    // serde_json reads an integer beyond u64 as a float: recover its digits.
-                    let mut big = if map.values().any(maybe_big_integer) {
-                        big_integers(content)
-                    } else {
-                        Vec::new()
-                    };
-                    let cells = map
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let cell = match big.iter().position(|(name, _)| *name == k) {
-                                Some(i) if maybe_big_integer(&v) => Cell::BigInt(big.swap_remove(i).1),
-                                _ => json_cell(v),
-                            };
-                            (self.names.get(&k), cell)
-                        })
-                        .collect();
-                    return Some(Ok(RawRow {
-                        row: self.rows,
-                        cells,
-                        end,
-                    }));
-                }
+                Ok(serde_json::Value::Object(_)) => "invalid JSON object".to_string(),
                 Ok(other) => format!("expected a JSON object, found {}", kind(&other)),
                 Err(e) => format!("invalid JSON: {e}"),
             };
@@ -158,39 +151,50 @@ impl RowReader for JsonlReader {
     }
 }
 
-/// A float that may be an integer literal too big for u64 (serde_json reads those as floats).
-fn maybe_big_integer(v: &serde_json::Value) -> bool {
-    matches!(v, serde_json::Value::Number(n)
-        if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18))
-}
-
-/// The top-level members of a JSON object whose raw text is an integer literal beyond u64, with
-/// that text. Only called for the rare line that has one.
-fn big_integers(line: &[u8]) -> Vec<(String, String)> {
+/// The members of a JSON object line in order, each with its raw text; a repeated name keeps its
+/// first place and its last value (as a JSON map does). `None` when the line is not one object.
+fn members(line: &[u8]) -> Option<Vec<(String, &RawValue)>> {
     use serde::de::{Deserializer, MapAccess, Visitor};
-    use serde_json::value::RawValue;
     struct Members;
     impl<'de> Visitor<'de> for Members {
-        type Value = Vec<(String, String)>;
+        type Value = Vec<(String, &'de RawValue)>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
+            let mut out: Self::Value = Vec::with_capacity(map.size_hint().unwrap_or(8));
             while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
-                let t = v.get();
-                let digits = t.strip_prefix('-').unwrap_or(t);
-                let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-                if integer && t.parse::<u64>().is_err() && t.parse::<i64>().is_err() {
-                    out.push((k, t.to_string()));
+                match out.iter_mut().find(|(name, _)| *name == k) {
+                    Some(slot) => slot.1 = v,
+                    None => out.push((k, v)),
                 }
             }
             Ok(out)
         }
     }
-    serde_json::Deserializer::from_slice(line)
-        .deserialize_map(Members)
-        .unwrap_or_default()
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let members = de.deserialize_map(Members).ok()?;
+    de.end().ok()?;
+    Some(members)
+}
+
+/// A member's raw text as a cell: null is absent, strings are text, an integer literal beyond
+/// i64/u64 keeps its digits (a JSON parser would read it as a float), a long array stays text
+/// ([`Cell::JsonArray`]), the rest is parsed as JSON.
+fn raw_cell(raw: &RawValue) -> Cell {
+    let t = raw.get();
+    match t.as_bytes().first() {
+        Some(b'[') if t.len() >= LONG_ARRAY_BYTES => return Cell::JsonArray(t.into()),
+        Some(b'-' | b'0'..=b'9') => {
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if digits.bytes().all(|b| b.is_ascii_digit()) && t.parse::<u64>().is_err() && t.parse::<i64>().is_err() {
+                return Cell::BigInt(t.to_string());
+            }
+        }
+        _ => {}
+    }
+    // The text was parsed once already: it is valid JSON.
+    json_cell(serde_json::from_str(t).unwrap_or(serde_json::Value::Null))
 }
 
 /// A JSON member as a cell: null is absent, strings are text, the rest stays JSON.
@@ -294,6 +298,24 @@ mod tests {
             r.to_json().to_string(),
             "{\"id\":9007199254740993,\"u\":18446744073709551615,\"n\":-9223372036854775808}"
         );
+    }
+
+    #[test]
+    fn long_arrays_stay_text_and_repeated_names_keep_the_last_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let vec: Vec<String> = (0..100).map(|i| format!("{}.5", i - 50)).collect();
+        let text = format!("[{}]", vec.join(", "));
+        let line = format!("{{\"id\":1,\"v\":{text},\"id\":2,\"s\":[1,2]}}\n");
+        let p = write(&dir, "long.jsonl", line.as_bytes());
+        let rows = read_all(&p, &ReadOptions::default(), None);
+        let r = rows[0].as_ref().unwrap();
+        let names: Vec<&str> = r.cells.iter().map(|(n, _)| &**n).collect();
+        assert_eq!(names, ["id", "v", "s"]);
+        assert_eq!(r.cells[0].1, Cell::Json(serde_json::json!(2)));
+        assert_eq!(r.cells[1].1, Cell::JsonArray(text.clone().into()));
+        assert_eq!(r.cells[2].1, Cell::Json(serde_json::json!([1, 2])));
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(r.cells[1].1.to_json(), parsed);
     }
 
     #[test]

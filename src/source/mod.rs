@@ -52,6 +52,9 @@ pub enum Cell {
     Text(String),
     /// A JSON value from a JSONL row (objects, arrays, numbers, bools; strings come as `Text`).
     Json(serde_json::Value),
+    /// A long JSON array from a JSONL row (at least [`LONG_ARRAY_BYTES`]), as its raw text: a
+    /// vector is read straight from it, anything else is parsed when it is typed.
+    JsonArray(Box<str>),
     Int(i64),
     /// A JSON integer literal beyond the range of u64, as written (JSON parsers read it as a
     /// float, which would lose its digits).
@@ -189,6 +192,7 @@ impl Cell {
             Cell::Null => Value::Null,
             Cell::Text(s) | Cell::Timestamp(s) => Value::String(s.clone()),
             Cell::Json(v) => v.clone(),
+            Cell::JsonArray(t) => json_array_value(t),
             Cell::Int(i) => Value::from(*i),
             // The digits as written: a JSON number would lose them.
             Cell::BigInt(s) => Value::String(s.clone()),
@@ -214,6 +218,17 @@ impl RawRow {
                 .collect(),
         )
     }
+}
+
+/// A JSONL array at least this long (in bytes) is kept as text ([`Cell::JsonArray`]): parsing a
+/// 768-dim vector into JSON values, then into `f32`s, then formatting it again was most of the
+/// CPU of a JSONL row. Shorter arrays are parsed as they always were.
+pub const LONG_ARRAY_BYTES: usize = 256;
+
+/// The value of a [`Cell::JsonArray`]'s text. The reader took the text from a parsed line, so it
+/// is valid JSON; if it ever were not, it is kept as a string rather than lost.
+pub fn json_array_value(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
 /// An `f64` as JSON; non-finite values, which JSON cannot hold, as strings.

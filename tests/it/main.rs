@@ -18,3 +18,4 @@ mod serve;
 mod serve_hostile;
 mod shard;
 mod signals;
+mod typing;
