@@ -84,6 +84,11 @@ fn inconsistent(field: impl Into<String>, why: impl Into<String>) -> SlotProblem
 
 /// What identifies a file's content: its size, and hashes of its first and last blocks.
 /// It survives a rename, notices a rewrite, and recognises a file that only grew.
+///
+/// An object (`s3://…`, `tos://…`) is identified by its URL, its size and its ETag instead
+/// (`head_len` and `tail_len` 0): objects are never appended to or renamed, only replaced, and a
+/// replacement has a new ETag. Checkpoints written before objects existed have no `etag` and read
+/// as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub size: u64,
@@ -93,6 +98,9 @@ pub struct Fingerprint {
     pub head_sha256: String,
     pub tail_len: u64,
     pub tail_sha256: String,
+    /// The object's ETag as the store sent it (quotes included); only for objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 fn hash_range(file: &mut File, start: u64, len: u64) -> std::io::Result<String> {
@@ -120,7 +128,44 @@ impl Fingerprint {
             head_sha256: hash_range(&mut file, 0, head_len)?,
             tail_len,
             tail_sha256: hash_range(&mut file, size - tail_len, tail_len)?,
+            etag: None,
         })
+    }
+
+    /// The fingerprint of an object as listed. An object without an ETag (a store that sends
+    /// none) is identified by its size alone.
+    pub fn of_object(size: u64, etag: Option<String>, modified: Option<u64>) -> Fingerprint {
+        Fingerprint {
+            size,
+            modified,
+            head_len: 0,
+            head_sha256: String::new(),
+            tail_len: 0,
+            tail_sha256: String::new(),
+            etag: Some(etag.unwrap_or_default()),
+        }
+    }
+
+    /// Whether this fingerprint is an object's.
+    pub fn is_object(&self) -> bool {
+        self.etag.is_some()
+    }
+}
+
+/// How an object stands against its checkpoint entry: the same ETag and size is the same object;
+/// anything else was rewritten (objects are never appended to).
+pub fn object_standing(old: &Fingerprint, now: &Fingerprint) -> Standing {
+    match (&old.etag, &now.etag) {
+        (Some(a), Some(b)) if a == b && old.size == now.size => Standing::Unchanged,
+        (Some(a), Some(b)) if a != b => Standing::Changed(format!(
+            "its ETag changed from {a} to {b} ({} → {} bytes): the object was rewritten",
+            old.size, now.size
+        )),
+        (Some(_), Some(_)) => Standing::Changed(format!(
+            "its size changed from {} to {} bytes under the same ETag",
+            old.size, now.size
+        )),
+        _ => Standing::Changed("the checkpoint entry is not an object's".into()),
     }
 }
 
@@ -222,7 +267,8 @@ impl Checkpoint {
             self.files
                 .iter()
                 .enumerate()
-                .position(|(i, f)| !taken[i] && &f.fingerprint == fp && !f.path.exists())
+                // Objects are never renamed (a copy is a new object): matched by URL only.
+                .position(|(i, f)| !taken[i] && !fp.is_object() && &f.fingerprint == fp && !f.path.exists())
         })
     }
 }
@@ -568,6 +614,61 @@ mod store_tests {
     }
 
     #[test]
+    fn objects_stand_by_etag_and_are_never_renames() {
+        let old = Fingerprint::of_object(100, Some("\"abc\"".into()), Some(1));
+        // A new modification time alone is not a change.
+        assert_eq!(
+            object_standing(&old, &Fingerprint::of_object(100, Some("\"abc\"".into()), Some(9))),
+            Standing::Unchanged
+        );
+        let Standing::Changed(why) = object_standing(&old, &Fingerprint::of_object(120, Some("\"def\"".into()), None))
+        else {
+            panic!("a new ETag is a change");
+        };
+        assert!(
+            why.contains("\"abc\"") && why.contains("\"def\"") && why.contains("rewritten"),
+            "{why}"
+        );
+        assert!(matches!(
+            object_standing(&old, &Fingerprint::of_object(99, Some("\"abc\"".into()), None)),
+            Standing::Changed(_)
+        ));
+        // A local file's entry never stands for an object.
+        let mut local = old.clone();
+        local.etag = None;
+        assert!(matches!(object_standing(&local, &old), Standing::Changed(_)));
+        // The same content under another key is another object, not a rename of the first.
+        let mut entry = one_file(Path::new("s3://b-1/a.csv"));
+        entry.fingerprint = old.clone();
+        let cp = Checkpoint {
+            version: VERSION,
+            seq: 1,
+            committed_at: String::new(),
+            dead_letter_len: 0,
+            files: vec![entry],
+            checksum: String::new(),
+        };
+        assert_eq!(cp.entry_for(Path::new("s3://b-1/b.csv"), &old, &[false]), None);
+        assert_eq!(cp.entry_for(Path::new("s3://b-1/a.csv"), &old, &[false]), Some(0));
+    }
+
+    #[test]
+    fn fingerprints_without_an_etag_read_as_before_and_write_as_before() {
+        let text = r#"{"size":10,"modified":null,"head_len":10,"head_sha256":"x","tail_len":10,"tail_sha256":"y"}"#;
+        let fp: Fingerprint = serde_json::from_str(text).expect("an old fingerprint reads");
+        assert_eq!(fp.etag, None);
+        assert!(!fp.is_object());
+        assert_eq!(
+            serde_json::to_string(&fp).expect("json"),
+            text,
+            "and is written unchanged"
+        );
+        let obj = Fingerprint::of_object(5, Some("\"e\"".into()), None);
+        let back: Fingerprint = serde_json::from_str(&serde_json::to_string(&obj).expect("json")).expect("reads");
+        assert_eq!(back, obj);
+    }
+
+    #[test]
     fn a_torn_newest_slot_falls_back_to_the_previous_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
@@ -634,6 +735,7 @@ mod store_tests {
                 head_sha256: String::new(),
                 tail_len: 1000,
                 tail_sha256: String::new(),
+                etag: None,
             },
             position: Some(Position::Offset { byte: 100, rows: 10 }),
             done: false,

@@ -140,7 +140,7 @@ const CREDENTIAL_VARIABLES: [&str; 7] = [
 /// Trims surrounding whitespace (a file's trailing newline, `\r\n` included) and checks what is
 /// left goes into an HTTP header as it is: non-empty, printable ASCII, no space. `what` names the
 /// source in errors; the value itself never appears in one.
-fn clean_credential(what: &str, raw: &str) -> Result<String, ConfigError> {
+pub(super) fn clean_credential(what: &str, raw: &str) -> Result<String, ConfigError> {
     let value = raw.trim();
     if value.is_empty() {
         return Err(ConfigError::Credentials(format!(

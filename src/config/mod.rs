@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use vikingdb_types::FieldType;
 
 mod credentials;
 pub mod limits;
+mod storage;
 
 pub use credentials::Credentials;
 use limits::{check_count, check_endpoint, check_secs};
@@ -77,6 +79,12 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub serve: ServeConfig,
+    /// `[storage]`: how `s3://` and `tos://` sources are reached (overrides the AWS environment).
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The object storage clients, built on first use and shared by the clones of this config.
+    #[serde(skip)]
+    pub object_storage: Arc<std::sync::OnceLock<Arc<crate::source::object::Storage>>>,
     #[serde(default)]
     pub read: ReadConfig,
     /// Directory of the config file: relative paths resolve against it.
@@ -195,6 +203,27 @@ fn default_request_timeout() -> f64 {
 }
 fn default_connect_timeout() -> f64 {
     5.0
+}
+
+/// `[storage]`: where `s3://` and `tos://` sources live. Every key overrides the AWS environment
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`, …). Key files are
+/// paths, never secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `http(s)://host[:port]` of an S3-compatible server.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// `"path"` or `"virtual"` (bucket in the host name). Default: path with an endpoint,
+    /// virtual for tos:// and AWS.
+    pub addressing: Option<crate::source::object::Addressing>,
+    /// Allow an `http://` endpoint (tests, a server inside the cluster).
+    pub allow_http: Option<bool>,
+    pub access_key_file: Option<PathBuf>,
+    pub secret_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+    /// Seconds for one request (a ranged GET of at most 4 MiB, a listing page), body included.
+    pub request_timeout: Option<f64>,
 }
 
 /// Where credentials come from besides the environment. Values are file paths, never secrets.
@@ -620,6 +649,7 @@ impl Config {
         if self.sources.is_empty() {
             return Err("at least one [[sources]] entry is needed".into());
         }
+        self.check_storage()?;
         for (i, s) in self.sources.iter().enumerate() {
             let n = i + 1;
             match (&s.op, &s.op_column) {

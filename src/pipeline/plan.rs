@@ -31,6 +31,23 @@ pub struct SourceFile {
 impl SourceFile {
     /// Whether a resumed read may continue past the checkpoint's size (CSV/JSONL may grow,
     /// Parquet may not).
+    /// The file's fingerprint now: an object's from its listing, a local file's from its bytes.
+    pub fn fingerprint(&self) -> std::io::Result<Fingerprint> {
+        match &self.options.object {
+            Some(o) => Ok(Fingerprint::of_object(o.size, o.etag.clone(), o.modified)),
+            None => Fingerprint::of(&self.canonical),
+        }
+    }
+
+    /// How the file stands against a checkpoint entry's fingerprint (`now` is [`Self::fingerprint`]).
+    pub fn standing(&self, old: &Fingerprint, now: &Fingerprint) -> std::io::Result<Standing> {
+        if now.is_object() {
+            Ok(crate::checkpoint::object_standing(old, now))
+        } else {
+            crate::checkpoint::standing(&self.canonical, old, self.appendable())
+        }
+    }
+
     pub fn appendable(&self) -> bool {
         !matches!(
             source::detect(&self.path, self.options.format),
@@ -101,6 +118,38 @@ fn collect_sources(config: &Config, allow_empty: bool) -> Result<(Vec<SourceFile
     let mut seen: HashMap<PathBuf, usize> = HashMap::new();
     for (i, s) in config.sources.iter().enumerate() {
         mappings.push(SourceMapping::from_config(s));
+        if source::object::is_object_url(&s.path) {
+            for object in list_objects(config, &s.path, allow_empty)? {
+                let path = PathBuf::from(object.url.to_string());
+                if let Some(&first) = seen.get(&path) {
+                    return Err(ReadError::File {
+                        file: path,
+                        message: format!(
+                            "matched by [[sources]] #{} and #{}; an object may belong to one source only",
+                            first + 1,
+                            i + 1
+                        ),
+                    }
+                    .into());
+                }
+                seen.insert(path.clone(), i);
+                let mut options = ReadOptions {
+                    format: s.format,
+                    ..ReadOptions::default()
+                };
+                if let Some(d) = s.delimiter {
+                    options.delimiter = d as u8;
+                }
+                options.object = Some(object);
+                files.push(SourceFile {
+                    canonical: path.clone(),
+                    path,
+                    mapping: i,
+                    options,
+                });
+            }
+            continue;
+        }
         let paths = if allow_empty {
             source::expand_allow_empty(&s.path, &config.base_dir)?
         } else {
@@ -146,6 +195,21 @@ fn collect_sources(config: &Config, allow_empty: bool) -> Result<(Vec<SourceFile
     Ok((files, mappings))
 }
 
+/// The objects an `s3://` / `tos://` source names (see `source::object::Storage::expand`).
+fn list_objects(config: &Config, url: &str, allow_empty: bool) -> Result<Vec<source::object::ObjectFile>, RunError> {
+    let storage = config.object_storage()?;
+    let parsed = source::object::ObjectUrl::parse(url).map_err(|message| ReadError::File {
+        file: PathBuf::from(url),
+        message,
+    })?;
+    storage.expand(&parsed, allow_empty).map_err(|message| {
+        RunError::from(ReadError::File {
+            file: PathBuf::from(url),
+            message,
+        })
+    })
+}
+
 /// Matches each file with its checkpoint entry (by path, or by fingerprint after a rename) and
 /// decides where it starts. Entries of files not in this run are carried over unchanged.
 pub fn plan_files(
@@ -162,7 +226,7 @@ pub fn plan_files(
                 message: format!("cannot read: {e}"),
             })
         };
-        let fingerprint = Fingerprint::of(&file.canonical).map_err(io)?;
+        let fingerprint = file.fingerprint().map_err(io)?;
         let entry = previous.and_then(|cp| {
             cp.entry_for(&file.canonical, &fingerprint, &taken)
                 .map(|i| (i, &cp.files[i]))
@@ -172,8 +236,7 @@ pub fn plan_files(
             continue;
         };
         taken[i] = true;
-        let standing =
-            crate::checkpoint::standing(&file.canonical, &entry.fingerprint, file.appendable()).map_err(io)?;
+        let standing = file.standing(&entry.fingerprint, &fingerprint).map_err(io)?;
         let mut plan = FilePlan::fresh(file, fingerprint);
         match standing {
             Standing::Unchanged | Standing::Grew => {

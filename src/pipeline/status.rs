@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::RunError;
 use super::plan::watched_files;
-use crate::checkpoint::{FileCheckpoint, Fingerprint, Standing};
+use crate::checkpoint::{FileCheckpoint, Standing};
 use crate::config::Config;
 use crate::source::{self, Position};
 
@@ -125,7 +125,7 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
     let mut out = Vec::new();
     for f in &files {
         let canonical = &f.canonical;
-        let fp = Fingerprint::of(canonical).ok();
+        let fp = f.fingerprint().ok();
         let size = fp.as_ref().map_or(0, |fp| fp.size);
         let entry = match (&checkpoint, &fp) {
             (Some(cp), Some(fp)) => cp.entry_for(canonical, fp, &taken).map(|i| {
@@ -146,8 +146,11 @@ pub fn status(config: &Config) -> Result<StatusReport, RunError> {
                 standing: "not started".into(),
             },
             Some(e) => {
-                let appendable = f.appendable();
-                let standing = match crate::checkpoint::standing(canonical, &e.fingerprint, appendable) {
+                let now = match &fp {
+                    Some(now) => f.standing(&e.fingerprint, now),
+                    None => crate::checkpoint::standing(canonical, &e.fingerprint, f.appendable()),
+                };
+                let standing = match now {
                     Ok(Standing::Unchanged) => "unchanged".to_string(),
                     Ok(Standing::Grew) => "grew since".to_string(),
                     Ok(Standing::Changed(why)) => format!("changed: {why}"),

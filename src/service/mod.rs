@@ -289,6 +289,16 @@ fn poll_interval(config: &Config) -> Duration {
         .max(Duration::from_millis(10))
 }
 
+/// A number below 1e9 that changes with an object's ETag: a rewrite within the same second still
+/// looks like a move.
+fn etag_tag(etag: Option<&str>) -> u64 {
+    etag.map_or(0, |e| {
+        e.bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % 1_000_000_000
+    })
+}
+
 fn observed(path: &Path) -> (PathBuf, u64, Option<SystemTime>) {
     match std::fs::metadata(path) {
         Ok(m) => (path.to_path_buf(), m.len(), m.modified().ok()),
@@ -311,8 +321,27 @@ fn refresh(
     let mut table = state.table();
     let mut ready = Vec::new();
     for file in files {
-        let (_, size, modified) = observed(&file.canonical);
-        let was_renamed = renamed.contains(&file.path) || renamed.contains(&file.canonical);
+        let (size, modified, was_renamed) = match &file.options.object {
+            // An object appears whole (an upload completes atomically): complete when listed.
+            // A rewrite (a new ETag, perhaps the same size) counts as a move.
+            Some(o) => (
+                o.size,
+                Some(
+                    SystemTime::UNIX_EPOCH
+                        + Duration::from_secs(o.modified.unwrap_or(0))
+                        + Duration::from_nanos(etag_tag(o.etag.as_deref())),
+                ),
+                true,
+            ),
+            None => {
+                let (_, size, modified) = observed(&file.canonical);
+                (
+                    size,
+                    modified,
+                    renamed.contains(&file.path) || renamed.contains(&file.canonical),
+                )
+            }
+        };
         let entry = table.entry(file.canonical.clone()).or_insert_with(|| {
             *arrivals += 1;
             FileEntry {
@@ -444,9 +473,11 @@ fn watch(
             return None;
         }
     };
+    // Buckets have no change events: the periodic listing (`[serve] rescan`) finds new objects.
     let mut dirs: Vec<PathBuf> = config
         .sources
         .iter()
+        .filter(|s| !source::object::is_object_url(&s.path))
         .map(|s| source::watch_dir(&s.path, &config.base_dir))
         .collect();
     dirs.sort();

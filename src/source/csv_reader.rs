@@ -239,13 +239,14 @@ impl Read for QuoteTracker {
 impl CsvReader {
     pub(super) fn open(
         path: &Path,
+        object: Option<&super::object::ObjectFile>,
         compression: Compression,
         delimiter: u8,
         quoting: bool,
         start: Option<(u64, u64)>,
         limit: Option<u64>,
     ) -> Result<Self, ReadError> {
-        let (stream, counter, verified) = super::open_stream(path, compression, 0, limit)?;
+        let (stream, counter, verified) = super::open_stream(path, object, compression, 0, limit)?;
         let (stream, bom) = super::strip_bom(path, compression, stream)?;
         let tracker = QuoteTracker::new(stream, delimiter, quoting, bom, Some(1));
         let mut rdr = builder(delimiter, quoting).from_reader(tracker);
@@ -278,7 +279,7 @@ impl CsvReader {
         match start {
             Some((byte, rows)) if byte > header_end => {
                 drop(rdr);
-                let (stream, counter, _) = super::open_stream(path, compression, byte, Some(verified))?;
+                let (stream, counter, _) = super::open_stream(path, object, compression, byte, Some(verified))?;
                 let tracker = QuoteTracker::new(stream, delimiter, quoting, byte, None);
                 reader.rdr = Some(builder(delimiter, quoting).from_reader(tracker));
                 reader.counter = counter;

@@ -38,12 +38,13 @@ pub(super) struct JsonlReader {
 impl JsonlReader {
     pub(super) fn open(
         path: &Path,
+        object: Option<&super::object::ObjectFile>,
         compression: Compression,
         start: Option<(u64, u64)>,
         limit: Option<u64>,
     ) -> Result<Self, ReadError> {
         let (byte, rows) = start.unwrap_or((0, 0));
-        let (stream, counter, _) = super::open_stream(path, compression, byte, limit)?;
+        let (stream, counter, _) = super::open_stream(path, object, compression, byte, limit)?;
         Ok(JsonlReader {
             path: path.to_path_buf(),
             compression,

@@ -15,10 +15,14 @@
 //! stops the file at the record that opened it; `.tsv` has no quoting. A resumed CSV/JSONL read
 //! must start on a line, else the file changed in place since its checkpoint.
 //!
+//! Objects (`s3://`, `tos://`; `object`): the same readers over ranged GETs of the version listed
+//! at the start of the run (`ReadOptions::object`); a path is then the object's URL. A compressed
+//! object is streamed twice (the verification pass, then the rows), never held whole.
+//!
 //! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
 //! (globs), `detect` (extensions), `open` (dispatch), decompression, verification of compressed
 //! streams and byte counting.
-//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each.
+//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each; `object` the S3 client.
 
 // `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
 // position by value, by design (row errors are expected and cheap to hand on).
@@ -28,6 +32,7 @@ mod csv_reader;
 mod dead_letter;
 pub use dead_letter::DEAD_LETTER_OP_COLUMN;
 mod jsonl_reader;
+pub mod object;
 mod parquet_reader;
 #[cfg(test)]
 mod tests;
@@ -153,6 +158,9 @@ pub struct ReadOptions {
     /// Plain CSV/JSONL only: read up to the file's last line end, never a last line still being
     /// written (`serve` follows growing files this way).
     pub complete_lines: bool,
+    /// The object this file is (`s3://` / `tos://` sources), as listed: reads are ranged GETs of
+    /// exactly this version. `None`: a local file.
+    pub object: Option<object::ObjectFile>,
 }
 
 impl Default for ReadOptions {
@@ -161,6 +169,7 @@ impl Default for ReadOptions {
             delimiter: b',',
             format: None,
             complete_lines: false,
+            object: None,
         }
     }
 }
@@ -464,7 +473,10 @@ fn is_tsv(path: &Path) -> bool {
 /// that never closes stops the file; a resumed CSV/JSONL read must start on a line.
 pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<Box<dyn RowReader>, ReadError> {
     let (format, compression) = detect(path, opts.format)?;
+    let object = opts.object.as_ref();
     let limit = match (format, compression) {
+        // An object does not grow: it is replaced whole (a new ETag).
+        _ if object.is_some() => None,
         (Format::Jsonl, Compression::None) if opts.complete_lines => Some(complete_lines_end(path)?),
         (Format::Csv, Compression::None) if opts.complete_lines && !is_tsv(path) => {
             let from = match start {
@@ -490,7 +502,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                 Some(Position::Offset { byte, rows }) => Some((byte, rows)),
                 Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
             };
-            let inner = jsonl_reader::JsonlReader::open(path, compression, start, None)?;
+            let inner = jsonl_reader::JsonlReader::open(path, object, compression, start, None)?;
             Ok(Box::new(dead_letter::DeadLetterReader::new(path, inner)))
         }
         Format::Csv | Format::Jsonl => {
@@ -509,6 +521,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                 let quoting = !is_tsv(path);
                 Ok(Box::new(csv_reader::CsvReader::open(
                     path,
+                    object,
                     compression,
                     delimiter,
                     quoting,
@@ -518,6 +531,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
             } else {
                 Ok(Box::new(jsonl_reader::JsonlReader::open(
                     path,
+                    object,
                     compression,
                     start,
                     limit,
@@ -530,7 +544,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
                 Some(Position::RowGroup { row_group, row, rows }) => Some((row_group, row, rows)),
                 Some(Position::Offset { .. }) => return Err(wrong_kind("a row group position")),
             };
-            Ok(Box::new(parquet_reader::ParquetReader::open(path, start)?))
+            Ok(Box::new(parquet_reader::ParquetReader::open(path, object, start)?))
         }
     }
 }
@@ -563,10 +577,14 @@ impl<R: Read> Read for Counting<R> {
 /// `skip` > 0 must fall on a line start (see [`check_line_start`]).
 fn open_stream(
     path: &Path,
+    object: Option<&object::ObjectFile>,
     compression: Compression,
     skip: u64,
     verified: Option<u64>,
 ) -> Result<(Box<dyn Read + Send>, ByteCounter, u64), ReadError> {
+    if let Some(obj) = object {
+        return open_object_stream(path, obj, compression, skip, verified);
+    }
     let mut file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
     let len = file
         .metadata()
@@ -599,7 +617,7 @@ fn open_stream(
     }
     let verified = match verified {
         Some(v) => v,
-        None => verify_compressed(path, compression)?,
+        None => verify_compressed(path, None, compression)?,
     };
     if verified == 0 {
         // A zero-byte file (perhaps just created): no rows, as for an empty plain file.
@@ -608,8 +626,21 @@ fn open_stream(
         }
         return Ok((Box::new(io::empty()), count, 0));
     }
+    decompressed(path, Box::new(file.take(verified)), count, compression, skip, verified)
+}
+
+/// The decompressed stream of `raw` (its first `verified` bytes, already verified), positioned
+/// `skip` bytes in (on a line start).
+fn decompressed(
+    path: &Path,
+    raw: Box<dyn Read + Send>,
+    count: ByteCounter,
+    compression: Compression,
+    skip: u64,
+    verified: u64,
+) -> Result<(Box<dyn Read + Send>, ByteCounter, u64), ReadError> {
     let raw = Counting {
-        inner: file.take(verified),
+        inner: raw,
         count: count.clone(),
     };
     let mut stream: Box<dyn Read + Send> = match compression {
@@ -631,6 +662,56 @@ fn open_stream(
         stream = Box::new(io::Cursor::new(head).chain(stream));
     }
     Ok((stream, count, verified))
+}
+
+/// [`open_stream`] for an object: the same contract, with ranged GETs instead of seeks.
+fn open_object_stream(
+    path: &Path,
+    obj: &object::ObjectFile,
+    compression: Compression,
+    skip: u64,
+    verified: Option<u64>,
+) -> Result<(Box<dyn Read + Send>, ByteCounter, u64), ReadError> {
+    let count: ByteCounter = Arc::new(AtomicU64::new(0));
+    if compression == Compression::None {
+        let len = verified.map_or(obj.size, |v| v.min(obj.size));
+        let mut head = Vec::new();
+        if skip > 0 {
+            if len < skip {
+                return Err(past_end(path, skip, len));
+            }
+            head = obj
+                .get_range(skip - 1, (skip + 1).min(len))
+                .map_err(|e| stream_error(path, compression, &e))?
+                .to_vec();
+            check_line_start(path, skip, &head)?;
+            head.remove(0);
+            count.store(skip + head.len() as u64, Ordering::Relaxed);
+        }
+        let stream = Counting {
+            inner: obj.reader(skip + head.len() as u64, len),
+            count: count.clone(),
+        };
+        return Ok((Box::new(io::Cursor::new(head).chain(stream)), count, len));
+    }
+    let verified = match verified {
+        Some(v) => v,
+        None => verify_compressed(path, Some(obj), compression)?,
+    };
+    if verified == 0 {
+        if skip > 0 {
+            return Err(past_end(path, skip, 0));
+        }
+        return Ok((Box::new(io::empty()), count, 0));
+    }
+    decompressed(
+        path,
+        Box::new(obj.reader(0, verified)),
+        count,
+        compression,
+        skip,
+        verified,
+    )
 }
 
 /// Where the complete lines of a plain file end: just after its last `\n` (0 if it has none).
@@ -734,15 +815,28 @@ fn check_line_start(path: &Path, skip: u64, head: &[u8]) -> Result<(), ReadError
 /// any of its rows is released; returns the number of raw bytes verified (the file's length at
 /// the time). gzip: every member's CRC-32 and ISIZE. zstd: every frame's content checksum when
 /// the frame has one (frames written without a checksum cannot be verified).
-fn verify_compressed(path: &Path, compression: Compression) -> Result<u64, ReadError> {
-    let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let len = file
-        .metadata()
-        .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
-        .len();
+///
+/// An object is streamed for this pass (bounded ranged GETs, nothing kept), then streamed again
+/// for the rows: twice the transfer, never the whole object in memory or on disk.
+fn verify_compressed(
+    path: &Path,
+    object: Option<&object::ObjectFile>,
+    compression: Compression,
+) -> Result<u64, ReadError> {
+    let (input, len): (Box<dyn Read + Send>, u64) = match object {
+        Some(obj) => (Box::new(obj.reader(0, obj.size)), obj.size),
+        None => {
+            let file = File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+            let len = file
+                .metadata()
+                .map_err(|e| file_error(path, format!("cannot stat: {e}")))?
+                .len();
+            (Box::new(file.take(len)), len)
+        }
+    };
     let count: ByteCounter = Arc::new(AtomicU64::new(0));
     let raw = Counting {
-        inner: file.take(len),
+        inner: input,
         count: count.clone(),
     };
     let mut input = io::BufReader::with_capacity(64 * 1024, raw);

@@ -10,6 +10,12 @@
 //! value (a null inside a list, non-UTF-8 binary, an out-of-range timestamp or integer) a
 //! `ReadError::Row`.
 //!
+//! Input: a local file, or an object (`super::object::ObjectFile`) read with ranged GETs: the
+//! footer with one ranged read of its last 8 bytes and one of the metadata, then the pages of a
+//! row group's column chunks through windows of 1 MiB (one GET per window, at most 64 MiB of
+//! windows kept), as the `parquet` crate asks through its sync `ChunkReader` (both behind
+//! [`Chunks`]). A resume reads nothing before its row group.
+//!
 //! Page checksums: before the first row of a row group is handed out, every page of every column
 //! chunk of that group is read and decompressed (not decoded), which checks the CRC-32 of each
 //! page that carries one (the `parquet` crate's `crc` feature). A page that fails, or cannot be
@@ -43,9 +49,130 @@ use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
 };
+use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
 
+use super::object::ObjectFile;
 use super::{Cell, Position, RawRow, ReadError, RowReader};
+
+/// Where a Parquet file's bytes come from: a local file or an object (ranged GETs).
+enum Chunks {
+    Local(File),
+    Object(Arc<ObjectChunks>),
+}
+
+/// Windows are a quarter of a sequential read's chunk: 1 MiB (more when a page is larger).
+const WINDOW_PER_CHUNK: u64 = 4;
+/// The windows kept: the oldest go first beyond this (a row group's columns are read side by
+/// side, so each column's current window should stay).
+const WINDOWS_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// An object read through windows of 1 MiB (a quarter of `ObjectFile::chunk_bytes`): the `parquet` crate asks for each page
+/// header with `get_read` and for its body with `get_bytes`, so a page costs one GET per window
+/// instead of two requests. The windows are shared by the clones of the reader (one per row
+/// group, and the page checker).
+struct ObjectChunks {
+    file: ObjectFile,
+    windows: std::sync::Mutex<std::collections::VecDeque<(u64, bytes::Bytes)>>,
+}
+
+impl ObjectChunks {
+    /// The bytes from `start` to the end of the window holding `start..start + min_len` (fetched
+    /// if no window holds it).
+    fn from(&self, start: u64, min_len: u64) -> std::io::Result<bytes::Bytes> {
+        let end = start.saturating_add(min_len);
+        {
+            let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            for (at, bytes) in windows.iter() {
+                let window_end = at + bytes.len() as u64;
+                if *at <= start && end <= window_end {
+                    let from = usize::try_from(start - at).unwrap_or(usize::MAX);
+                    return Ok(bytes.slice(from..));
+                }
+            }
+        }
+        let window = (self.file.chunk_bytes() / WINDOW_PER_CHUNK).max(1);
+        let fetch_end = start.saturating_add(window).min(self.file.size).max(end);
+        let bytes = self.file.get_range(start, fetch_end)?;
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.push_back((start, bytes.clone()));
+        let mut total: usize = windows.iter().map(|(_, b)| b.len()).sum();
+        while total > WINDOWS_MAX_BYTES && windows.len() > 1 {
+            if let Some((_, old)) = windows.pop_front() {
+                total -= old.len();
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+impl Chunks {
+    fn object(file: ObjectFile) -> Chunks {
+        Chunks::Object(Arc::new(ObjectChunks {
+            file,
+            windows: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }))
+    }
+
+    fn try_clone(&self) -> std::io::Result<Chunks> {
+        Ok(match self {
+            Chunks::Local(f) => Chunks::Local(f.try_clone()?),
+            Chunks::Object(o) => Chunks::Object(o.clone()),
+        })
+    }
+}
+
+impl parquet::file::reader::Length for Chunks {
+    fn len(&self) -> u64 {
+        match self {
+            Chunks::Local(f) => f.len(),
+            Chunks::Object(o) => o.file.size,
+        }
+    }
+}
+
+impl ChunkReader for Chunks {
+    type T = Box<dyn std::io::Read + Send>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(match self {
+            Chunks::Local(f) => Box::new(f.get_read(start)?),
+            Chunks::Object(o) => {
+                if start >= o.file.size {
+                    return Ok(Box::new(std::io::empty()));
+                }
+                let head = o
+                    .from(start, 1)
+                    .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+                let rest = start + head.len() as u64;
+                // Past the window (a header longer than what is left of it): a stream from there.
+                Box::new(std::io::Read::chain(
+                    std::io::Cursor::new(head),
+                    o.file.reader(rest, o.file.size),
+                ))
+            }
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        match self {
+            Chunks::Local(f) => f.get_bytes(start, length),
+            Chunks::Object(o) => {
+                let end = start.saturating_add(length as u64);
+                if end > o.file.size {
+                    return Err(parquet::errors::ParquetError::EOF(format!(
+                        "bytes {start}..{end} are past the end of the object ({} bytes)",
+                        o.file.size
+                    )));
+                }
+                let bytes = o
+                    .from(start, length as u64)
+                    .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+                Ok(bytes.slice(..length))
+            }
+        }
+    }
+}
 
 const BATCH_SIZE: usize = 1024;
 
@@ -56,7 +183,7 @@ struct Column {
 
 pub(super) struct ParquetReader {
     path: PathBuf,
-    file: File,
+    file: Chunks,
     meta: ArrowReaderMetadata,
     /// The reader of row group `reader_rg` (checked before it was opened).
     reader: Option<ParquetRecordBatchReader>,
@@ -77,8 +204,15 @@ pub(super) struct ParquetReader {
 }
 
 impl ParquetReader {
-    pub(super) fn open(path: &Path, start: Option<(usize, u64, u64)>) -> Result<Self, ReadError> {
-        let file = File::open(path).map_err(|e| super::file_error(path, format!("cannot open: {e}")))?;
+    pub(super) fn open(
+        path: &Path,
+        object: Option<&ObjectFile>,
+        start: Option<(usize, u64, u64)>,
+    ) -> Result<Self, ReadError> {
+        let file = match object {
+            Some(o) => Chunks::object(o.clone()),
+            None => Chunks::Local(File::open(path).map_err(|e| super::file_error(path, format!("cannot open: {e}")))?),
+        };
         let meta = catch_unwind(AssertUnwindSafe(|| {
             ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
         }))

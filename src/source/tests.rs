@@ -626,7 +626,7 @@ fn bench_gzip_prepass() {
     let gz_len = std::fs::metadata(&p).unwrap().len();
     for round in 0..3 {
         let t = Instant::now();
-        super::verify_compressed(&p, Compression::Gzip).unwrap();
+        super::verify_compressed(&p, None, Compression::Gzip).unwrap();
         let pre = t.elapsed();
         let t = Instant::now();
         let mut r = open(&p, &ReadOptions::default(), None).unwrap();

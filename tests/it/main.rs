@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod interop;
 mod matrix;
+mod objstore;
 mod readers;
 mod resume;
 mod serve;
