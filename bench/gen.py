@@ -9,8 +9,19 @@ Writes N rows for a collection with the fields
     tags   list<string>
     vec    vector   (dimension --dim, default 128; elements are multiples of 1/64)
 
+and, with --wide, three more (so six fields besides the key: title, score, tags, count, ok, at):
+
+    count  int64     (-10^12 .. about 1.2 * 10^12: multiples of 1024 minus 10^12)
+    ok     bool
+    at     date_time (RFC 3339 in UTC, second precision, during 2026: "2026-03-14T07:21:05Z")
+
+The --wide fields come from a second RNG stream, so the other columns are the same with and
+without --wide. examples/gen_parquet.rs writes the same rows (same arguments, same values) as
+Parquet: `cargo run --release --example gen_parquet -- --rows N --dim 768 --wide ...`.
+
 as CSV (list and vector cells hold JSON arrays, the way vikingsync reads them) and/or JSONL,
-optionally gzip-compressed (`.gz` is appended; level 1, for speed). Parquet is not written (it would need pyarrow).
+optionally gzip-compressed (`.gz` is appended; level 1, for speed). Parquet is not written here (it
+would need pyarrow): examples/gen_parquet.rs writes it.
 
 The same arguments always give byte-identical files: a fixed-seed 64-bit LCG drives every
 choice, and gzip output has mtime 0 and no file name. To keep generation fast (a 100k x 768
@@ -26,6 +37,7 @@ file: `path rows bytes`.
 from __future__ import annotations
 
 import argparse
+import datetime
 import gzip
 import io
 import json
@@ -64,12 +76,29 @@ def vector_pool(rng: Lcg, dim: int, size: int) -> list[str]:
     return pool
 
 
+# The --wide stream: its own seed, so the base columns do not change with --wide.
+WIDE_SEED_OFFSET = 0x5EED
+AT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z
+AT_SPAN = 365 * 86400
+
+
+def wide_fields(rng: Lcg) -> tuple[int, bool, str]:
+    """(count, ok, at) of one row, drawn in this order."""
+    count = rng.next() * 1024 - 10**12
+    ok = rng.below(2) == 1
+    t = AT_EPOCH + rng.below(AT_SPAN)
+    at = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return count, ok, at
+
+
 WORDS = ["alpha", "beta", "gamma", "delta", "north", "south", "red", "blue", "北京", "上海"]
 
 
-def rows(n: int, keys: int, dim: int, seed: int, pool_size: int):
-    """Yields (id, title, score_text, tags_json, vec_json) for every row."""
+def rows(n: int, keys: int, dim: int, seed: int, pool_size: int, wide: bool = False):
+    """Yields (id, title, score_text, tags_json, vec_json) for every row, and with `wide`
+    (id, title, score_text, tags_json, vec_json, count, ok, at)."""
     rng = Lcg(seed)
+    rng2 = Lcg(seed + WIDE_SEED_OFFSET)
     pool = vector_pool(rng, dim, pool_size)
     for i in range(n):
         k = i % keys
@@ -80,7 +109,10 @@ def rows(n: int, keys: int, dim: int, seed: int, pool_size: int):
         ntags = 1 + rng.below(3)
         tags = json.dumps([f"t{rng.below(50)}" for _ in range(ntags)], separators=(",", ":"))
         vec = pool[rng.below(pool_size)]
-        yield f"k{k:07d}", title, score, tags, vec
+        if wide:
+            yield (f"k{k:07d}", title, score, tags, vec, *wide_fields(rng2))
+        else:
+            yield f"k{k:07d}", title, score, tags, vec
 
 
 def csv_cell(s: str) -> str:
@@ -102,14 +134,23 @@ def write(path: str, fmt: str, gz: bool, args) -> int:
     out, extra = open_out(path, gz)
     buf: list[str] = []
     if fmt == "csv":
-        buf.append("id,title,score,tags,vec\n")
-    for rid, title, score, tags, vec in rows(args.rows, args.keys or args.rows, args.dim, args.seed, args.pool):
+        buf.append("id,title,score,tags,vec,count,ok,at\n" if args.wide else "id,title,score,tags,vec\n")
+    for row in rows(args.rows, args.keys or args.rows, args.dim, args.seed, args.pool, args.wide):
+        rid, title, score, tags, vec = row[:5]
         if fmt == "csv":
             # The vector is a JSON array with commas: always quoted.
-            buf.append(f'{rid},{csv_cell(title)},{score},{csv_cell(tags)},"{vec}"\n')
+            line = f'{rid},{csv_cell(title)},{score},{csv_cell(tags)},"{vec}"'
+            if args.wide:
+                count, ok, at = row[5:]
+                line += f",{count},{'true' if ok else 'false'},{at}"
+            buf.append(line + "\n")
         else:
             t = json.dumps(title, ensure_ascii=False)
-            buf.append(f'{{"id":"{rid}","title":{t},"score":{score},"tags":{tags},"vec":{vec}}}\n')
+            more = ""
+            if args.wide:
+                count, ok, at = row[5:]
+                more = f',"count":{count},"ok":{"true" if ok else "false"},"at":"{at}"'
+            buf.append(f'{{"id":"{rid}","title":{t},"score":{score},"tags":{tags},"vec":{vec}{more}}}\n')
         if len(buf) >= 2000:
             out.write("".join(buf))
             buf.clear()
@@ -130,6 +171,7 @@ def main() -> int:
     p.add_argument("--keys", type=int, default=0, help="distinct primary keys (default: one per row)")
     p.add_argument("--seed", type=int, default=1, help="RNG seed (default 1)")
     p.add_argument("--pool", type=int, default=1024, help="distinct vectors (default 1024)")
+    p.add_argument("--wide", action="store_true", help="also count (int64), ok (bool), at (date_time)")
     args = p.parse_args()
     if args.rows < 0 or args.dim < 1 or args.keys < 0 or args.pool < 1:
         p.error("rows >= 0, dim >= 1, keys >= 0, pool >= 1")
