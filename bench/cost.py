@@ -7,7 +7,8 @@ Python 3.11, stdlib only. Linux (os.wait4, /proc).
     python3 bench/cost.py --repeat 3 --out /tmp/cost.jsonl   # three runs of each, JSON lines kept
     python3 bench/cost.py --bin /tmp/old/vikingsync --bin target/release/vikingsync --repeat 3
                                                              # A/B: binaries interleaved per round
-    python3 bench/cost.py --env VIKINGSYNC_PARSE_THREADS=2   # a client environment knob
+    python3 bench/cost.py --read-threads 2                   # [read] threads = 2 in the client config
+    python3 bench/cost.py --env KEY=VAL                      # a client environment knob
     python3 bench/cost.py --big                              # peak RSS on ~1 GB and ~4 GB CSV inputs
 
 Data (generated once into --work, default /tmp/vikingsync-cost, and reused while the arguments
@@ -41,6 +42,10 @@ appended to --out, and a line on stderr):
     applied, emulator_applied the client's summary vs the emulator's /admin/stats count
     ok                        exit 0 and every row applied on both counts
     emulator_cpu_s, foreign_cpu_s, loadavg, nproc, date, bin, commit, format, rows, env
+
+commit is --commit's value for that --bin, else the HEAD (with "-dirty" for uncommitted changes to
+tracked files) of the checkout the binary sits in: a guess, since the binary may be older than
+the checkout. Pass --commit for binaries built from `git archive` (no checkout to ask).
 
 The machine may be shared: foreign_cpu_s is the CPU every other process used while the client ran
 (from /proc/stat), and loadavg the 1-minute load average at the start. Compare binaries only
@@ -265,7 +270,7 @@ quota_rows_per_second = 0
         self.err.close()
 
 
-def write_config(path: str, url: str, dim: int, data: str, conc: int) -> None:
+def write_config(path: str, url: str, dim: int, data: str, conc: int, read_threads: int | None = None) -> None:
     fields = "\n".join(f'{k} = "{t}"' for k, t in FIELDS)
     with open(path, "w") as f:
         f.write(f"""[target]
@@ -292,6 +297,9 @@ dir = "state"
 path = "{data}"
 op = "upsert"
 """)
+        if read_threads is not None:
+            # Binaries before 5a93419 refuse the [read] section (unknown keys are an error).
+            f.write(f"\n[read]\nthreads = {read_threads}\n")
 
 
 def summary_line(stderr_path: str) -> dict:
@@ -336,7 +344,7 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
     rec: dict = {}
     try:
         cfg = os.path.join(run_dir, "config.toml")
-        write_config(cfg, emu.url, args.dim, os.path.abspath(data), args.concurrency)
+        write_config(cfg, emu.url, args.dim, os.path.abspath(data), args.concurrency, args.read_threads)
         cmd = shlex.split(args.wrap) if args.wrap else []
         cmd += [exe, "--log-format", "json", "run", "--config", cfg, "--no-progress"]
         with open("/proc/loadavg") as f:
@@ -383,6 +391,7 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
         "dim": args.dim,
         "concurrency": args.concurrency,
         "env": args.env,
+        "read_threads": args.read_threads,
         "exit": child.returncode,
         "cpu_user_s": round(ru.ru_utime, 3),
         "cpu_sys_s": round(ru.ru_stime, 3),
@@ -476,6 +485,8 @@ def main() -> int:
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=FORMATS)
     p.add_argument("--repeat", type=int, default=1, help="rounds (each runs every binary on every format)")
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--read-threads", type=int, help="[read] threads in the client config (default: not set; "
+                   "binaries before 5a93419 refuse the key)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VAL", help="set in the client's environment")
     p.add_argument("--out", help="append one JSON line per run to this file")
     p.add_argument("--work", default="/tmp/vikingsync-cost", help="data and run dirs (kept; data is reused)")
