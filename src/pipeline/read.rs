@@ -44,7 +44,7 @@ pub(super) enum Item {
 pub(super) const CHANNEL_ROWS: usize = 1024;
 
 /// Rows handed to a typing thread at a time.
-const CHUNK_ROWS: usize = 64;
+const CHUNK_ROWS: usize = 32;
 
 /// Everything a typing thread needs to turn a row into an [`Item`].
 struct Typing {
@@ -213,8 +213,8 @@ pub(super) fn read_all(
         return;
     }
     let typing = Arc::new(typing);
-    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
-    let (order_tx, order_rx) = std::sync::mpsc::sync_channel::<std::sync::mpsc::Receiver<Vec<Item>>>(threads * 4);
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads);
+    let (order_tx, order_rx) = std::sync::mpsc::sync_channel::<std::sync::mpsc::Receiver<Vec<Item>>>(threads * 2);
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     std::thread::scope(|scope| {
         for _ in 0..threads {
