@@ -208,7 +208,10 @@ impl Schema {
 
 fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> Box<str> {
     // Sized for the whole row: growing a vector's row by doubling copied it several times.
-    let size: usize = fields.iter().map(|(name, value)| name.len() + 4 + value.json_size_hint()).sum();
+    let size: usize = fields
+        .iter()
+        .map(|(name, value)| name.len() + 4 + value.json_size_hint())
+        .sum();
     let mut out = Vec::with_capacity(64 + size);
     out.push(b'{');
     // Serialising these types to a Vec cannot fail.

@@ -1,12 +1,14 @@
-//! The reader thread: reads every planned file in order, types each row, and hands the results
-//! to the coordinator through a bounded channel.
+//! The reader thread: reads every planned file in order, types each row (on `[read] threads`
+//! typing threads beside it, in chunks whose results are handed on in read order), and hands the
+//! results to the coordinator through a bounded channel.
 //!
 //! Owns: turning rows into [`Item`]s (a typed row, a row a previous run finished, a rejected row
 //! with its dead-letter entry, the end of a file, a file that cannot be read further), run-wide
 //! sequence numbers, the reader's counters (rows parsed, bytes read), and a shard's choice of
 //! rows (`run --shard I/N`: another shard's row holds its place and is not typed).
 //! Never: sends, acknowledges, writes state, or runs on the async runtime: it is a plain thread
-//! that blocks on the channel, so memory is bounded by the channel's capacity.
+//! that blocks on the channel, so memory is bounded by the channel's capacity (plus a few chunks
+//! per typing thread). Never hands an item on out of read order.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
