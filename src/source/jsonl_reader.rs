@@ -193,8 +193,12 @@ fn raw_cell(raw: &RawValue) -> Cell {
         }
         _ => {}
     }
-    // The text was parsed once already: it is valid JSON.
-    json_cell(serde_json::from_str(t).unwrap_or(serde_json::Value::Null))
+    // The text was parsed once already, so it is valid JSON; were it ever not, it is kept as
+    // text (a typing error later names it) rather than lost.
+    match serde_json::from_str(t) {
+        Ok(v) => json_cell(v),
+        Err(_) => Cell::Text(t.to_string()),
+    }
 }
 
 /// A JSON member as a cell: null is absent, strings are text, the rest stays JSON.

@@ -702,21 +702,11 @@ fn read_rows(
     object: Option<&vikingsync::source::object::ObjectFile>,
     start: Option<vikingsync::source::Position>,
 ) -> Vec<(u64, vikingsync::source::Position, String)> {
-    use vikingsync::source;
-    let opts = source::ReadOptions {
+    let opts = vikingsync::source::ReadOptions {
         object: object.cloned(),
-        ..source::ReadOptions::default()
+        ..vikingsync::source::ReadOptions::default()
     };
-    let mut r = source::open(path, &opts, start).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut out = Vec::new();
-    while let Some(next) = r.next_row() {
-        match next {
-            Ok(raw) => out.push((raw.row, raw.end, raw.to_json().to_string())),
-            Err(source::ReadError::Row { row, end, raw, .. }) => out.push((row, end, format!("error: {raw}"))),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    out
+    crate::readers::rows_with(path, &opts, start)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,16 @@ use crate::harness::*;
 use vikingsync::source::{self, ReadOptions};
 
 fn all_rows(path: &std::path::Path, start: Option<source::Position>) -> Vec<(u64, source::Position, String)> {
-    let mut r = source::open(path, &ReadOptions::default(), start).expect("open");
+    rows_with(path, &ReadOptions::default(), start)
+}
+
+/// Every row (or row error) read from `path` with `opts`, from `start`, with its end position.
+pub(crate) fn rows_with(
+    path: &std::path::Path,
+    opts: &ReadOptions,
+    start: Option<source::Position>,
+) -> Vec<(u64, source::Position, String)> {
+    let mut r = source::open(path, opts, start).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut out = Vec::new();
     while let Some(next) = r.next_row() {
         match next {
