@@ -5,7 +5,7 @@
 //! curve (cut by [`BETA`] on a congestion event, back to the old rate after K seconds, then
 //! probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a request sent
 //! before the last cut, or within a tick of it, is the same event), the first event's estimate
-//! when it ends a ramp, `Retry-After` pauses, and the measured accepted rate. Never: sends,
+//! when it ends a ramp, a double cut during a start-up overload, `Retry-After` pauses, and the measured accepted rate. Never: sends,
 //! retries, or waits while holding its lock.
 //!
 //! Why not governor: its rate is fixed at construction, and swapping limiters on every change
@@ -32,6 +32,8 @@ pub const C_REQUESTS: f64 = 0.4;
 /// their shares converge only through what each forgets here; at 0.9 the rule rarely fired and
 /// two writers kept a 1:2 split for a whole run.
 const FAST_CONVERGENCE: f64 = 0.98;
+/// Start-up is over once this passes between two congestion events.
+const SETTLE: Duration = Duration::from_secs(1);
 /// How often the curve and the measured rate are brought up to date.
 const TICK: Duration = Duration::from_millis(250);
 /// Weight of the newest sample of the accepted rate.
@@ -99,6 +101,10 @@ struct State {
     recent: VecDeque<(Instant, f64)>,
     sent_total: f64,
     cuts: u64,
+    /// Rows accepted since the last cut.
+    cut_rows: f64,
+    /// A whole [`SETTLE`] passed between two events: start-up is over.
+    settled: bool,
 }
 
 impl std::fmt::Debug for RateController {
@@ -153,6 +159,8 @@ impl RateController {
                 recent: VecDeque::new(),
                 sent_total: 0.0,
                 cuts: 0,
+                cut_rows: 0.0,
+                settled: false,
             }),
         }
     }
@@ -256,6 +264,7 @@ impl RateController {
     pub fn accepted(&self, rows: usize) {
         let mut s = self.lock();
         s.tick_rows += rows as f64;
+        s.cut_rows += rows as f64;
         s.accepted_total += rows as f64;
         if s.cuts == 0 {
             let now = Instant::now();
@@ -301,6 +310,25 @@ impl RateController {
             // other held 880).
             let measured = if s.measured > 0.0 { s.measured } else { s.rate };
             let mut base = if s.cuts == 0 { s.rate.min(measured) } else { s.rate };
+            if let Some(cut) = s.last_cut {
+                let since = now.saturating_duration_since(cut);
+                let took = s.cut_rows / since.as_secs_f64();
+                if since >= SETTLE {
+                    s.settled = true;
+                } else if !s.settled && took < BETA * s.rate {
+                    // Start-up overload: events in quick succession, and since the last one the
+                    // server took less than even β of the fill rate (writers that all started at
+                    // a ceiling far above a shared quota: three shards at 1,470 rows/s against
+                    // 1,500 took five cuts, 1.5 s and ~40% of a run's refusals to come down).
+                    // Cut twice (β²). Not to what the server took: in the quarter second since
+                    // the cut that depends on whose requests happened to be refused, and holding
+                    // it turned a random split into the run's split (one q5 run 34% apart).
+                    // Never once settled: a writer then takes less mostly because its own
+                    // requests were refused, and cutting it deeper would lock in an unfair split
+                    // (see above).
+                    base = BETA * s.rate;
+                }
+            }
             if s.cuts == 0 {
                 // The first event usually ends a ramp (slow start, a ceiling far above the
                 // quota): what the server took in the last quarter second is closer to its quota.
@@ -343,6 +371,7 @@ impl RateController {
         s.paced = true;
         s.cuts += 1;
         s.recent = VecDeque::new();
+        s.cut_rows = 0.0;
         tracing::debug!(base, rate = s.rate, w_max = s.w_max, k = s.k, "rate cut");
         true
     }
@@ -548,5 +577,35 @@ mod tests {
         let lim = RateController::new(50, 10);
         lim.acquire(500).await;
         lim.acquire(5).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_up_overload_cuts_twice_and_settled_cuts_do_not() {
+        // Three writers started at the 1,500 ceiling against a 1,500 quota: after the first cut
+        // (to 1,176), the server takes ~500 rows/s of this one.
+        let lim = RateController::new(1500, 100);
+        let sent = lim.acquire(100).await;
+        assert!(lim.throttled(sent, None));
+        let cut = f64::from(lim.current_rate().expect("paced"));
+        assert!((cut - 1500.0 * HEADROOM * BETA).abs() < 1.0, "{cut}");
+        for _ in 0..8 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            lim.accepted(25);
+        }
+        let sent = lim.acquire(25).await;
+        assert!(lim.throttled(sent, None));
+        let twice = f64::from(lim.current_rate().expect("paced"));
+        // 200 rows in 0.4 s = 500 rows/s < β of the rate: two cuts at once, β²·1,176 = 753.
+        assert!((twice - cut * BETA * BETA).abs() < 2.0, "{twice}");
+        // Settled (a second without an event), the same shortfall is an ordinary cut.
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            lim.accepted(5);
+        }
+        let before = f64::from(lim.current_rate().expect("paced"));
+        let sent = lim.acquire(5).await;
+        assert!(lim.throttled(sent, None));
+        let after = f64::from(lim.current_rate().expect("paced"));
+        assert!((after / before - BETA).abs() < 0.02, "{before} -> {after}");
     }
 }
