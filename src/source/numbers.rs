@@ -28,16 +28,12 @@ fn is_ws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// The number of ASCII digits at the start of `b[at..]`, eight bytes at a time (a byte loop
-/// mispredicted its exit once per run of digits: twice a number).
+/// The number of ASCII digits at the start of `b[at..]`, eight bytes at a time.
 #[inline]
 fn digits(b: &[u8], at: usize) -> usize {
     let mut n = 0;
     while let Some(chunk) = b.get(at + n..).and_then(|s| s.first_chunk::<8>()) {
-        let t = u64::from_le_bytes(*chunk) ^ 0x3030_3030_3030_3030;
-        // A byte of `t` is a digit's iff it is below 10: adding 0x76 to its low seven bits sets
-        // its high bit otherwise (no carry crosses bytes: at most 0x7F + 0x76).
-        let not_digit = (((t & 0x7F7F_7F7F_7F7F_7F7F) + 0x7676_7676_7676_7676) | t) & 0x8080_8080_8080_8080;
+        let not_digit = !digit_bytes(u64::from_le_bytes(*chunk)) & HI;
         if not_digit != 0 {
             return n + (not_digit.trailing_zeros() / 8) as usize;
         }
@@ -47,6 +43,96 @@ fn digits(b: &[u8], at: usize) -> usize {
         n += 1;
     }
     n
+}
+
+const LO7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is an ASCII digit. A byte `x ^ 0x30` is a digit's iff it
+/// is below 10: adding 0x76 to its low seven bits sets its high bit otherwise (no carry crosses
+/// bytes: at most 0x7F + 0x76), and so does a byte from 0x80.
+#[inline(always)]
+fn digit_bytes(x: u64) -> u64 {
+    let t = x ^ 0x3030_3030_3030_3030;
+    !(((t & LO7) + 0x7676_7676_7676_7676) | t) & HI
+}
+
+/// The high bit of each byte of `x` that is a comma (the same test: equal iff zero after an xor).
+#[inline(always)]
+fn comma_bytes(x: u64) -> u64 {
+    let t = x ^ 0x2C2C_2C2C_2C2C_2C2C;
+    !(((t & LO7) + LO7) | t) & HI
+}
+
+/// The high bits of a word's bytes as eight bits (byte `i` → bit `i`).
+#[inline(always)]
+fn gather(m: u64) -> u32 {
+    ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
+/// The number at `b[at..]` when it is of the common kind, `-?(0|[1-9][0-9]*)(\.[0-9]+)?` (so
+/// surely a finite `f32`), with a comma right after it within 16 bytes: its length. Classifies the
+/// 16 bytes at once and checks them with masks: its only dependence on the previous number is where
+/// it starts (a byte at a time, each number waited for the previous one's every branch).
+#[inline(always)]
+fn short_number(b: &[u8], at: usize) -> Option<usize> {
+    let w = b.get(at..)?.first_chunk::<16>()?;
+    let (lo, hi) = (w.first_chunk::<8>()?, w.last_chunk::<8>()?);
+    let (x0, x1) = (u64::from_le_bytes(*lo), u64::from_le_bytes(*hi));
+    let commas = u128::from(comma_bytes(x0)) | (u128::from(comma_bytes(x1)) << 64);
+    let len = (commas.trailing_zeros() / 8) as usize;
+    if len >= 16 {
+        return None;
+    }
+    let digits = gather(digit_bytes(x0)) | (gather(digit_bytes(x1)) << 8);
+    let minus = usize::from(w[0] == b'-');
+    // The bytes before the comma that are neither digits nor the leading minus: none, or one point.
+    let rest = ((1u32 << len) - 1) & !digits & !(minus as u32);
+    let point = rest.trailing_zeros() as usize;
+    let ok = (digits >> minus) & 1 == 1
+        && rest & rest.wrapping_sub(1) == 0
+        && (rest == 0 || (w[point.min(15)] == b'.' && (digits >> (point + 1)) & 1 == 1 && (digits << 1) & rest != 0))
+        && !(w[minus] == b'0' && (digits >> (minus + 1)) & 1 == 1)
+        && (digits >> len.saturating_sub(1)) & 1 == 1;
+    ok.then_some(len)
+}
+
+/// The JSON number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) at `b[at..]`, a byte at a
+/// time: where it ends; `finite_f32` cleared when it is not surely a finite `f32`.
+fn number(b: &[u8], mut at: usize, finite_f32: &mut bool) -> Option<usize> {
+    let start = at;
+    at += usize::from(b.get(at) == Some(&b'-'));
+    let int = digits(b, at);
+    if int == 0 || (int > 1 && b[at] == b'0') {
+        return None;
+    }
+    at += int;
+    let mut plain = int <= 38;
+    if b.get(at) == Some(&b'.') {
+        let frac = digits(b, at + 1);
+        if frac == 0 {
+            return None;
+        }
+        at += 1 + frac;
+    }
+    if matches!(b.get(at), Some(b'e' | b'E')) {
+        plain = false;
+        at += 1;
+        at += usize::from(matches!(b.get(at), Some(b'+' | b'-')));
+        let exp = digits(b, at);
+        if exp == 0 {
+            return None;
+        }
+        at += exp;
+    }
+    if !plain && *finite_f32 {
+        // Only ASCII digits, signs, points and exponents were taken.
+        *finite_f32 = std::str::from_utf8(&b[start..at])
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .is_some_and(|x| (x as f32).is_finite());
+    }
+    Some(at)
 }
 
 /// The flat array of JSON numbers that starts with the `[` at `b[start]`, up to its `]`; `None`
@@ -73,40 +159,17 @@ pub(crate) fn scan(b: &[u8], start: usize) -> Option<NumberArray> {
         });
     }
     loop {
-        // One number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-        let number = at;
-        at += usize::from(b.get(at) == Some(&b'-'));
-        let int = digits(b, at);
-        if int == 0 || (int > 1 && b[at] == b'0') {
-            return None;
-        }
-        at += int;
-        let mut plain = int <= 38;
-        if b.get(at) == Some(&b'.') {
-            let frac = digits(b, at + 1);
-            if frac == 0 {
-                return None;
-            }
-            at += 1 + frac;
-        }
-        if matches!(b.get(at), Some(b'e' | b'E')) {
-            plain = false;
-            at += 1;
-            at += usize::from(matches!(b.get(at), Some(b'+' | b'-')));
-            let exp = digits(b, at);
-            if exp == 0 {
-                return None;
-            }
-            at += exp;
-        }
         count += 1;
-        if !plain && finite_f32 {
-            // Only ASCII digits, signs, points and exponents were taken.
-            finite_f32 = std::str::from_utf8(&b[number..at])
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-                .is_some_and(|x| (x as f32).is_finite());
+        if let Some(len) = short_number(b, at) {
+            at += len + 1;
+            continue;
         }
+        // Anything else a byte at a time, after the whitespace a comma may have had after it.
+        while b.get(at).copied().is_some_and(is_ws) {
+            at += 1;
+            spaced = true;
+        }
+        at = number(b, at, &mut finite_f32)?;
         // Then a comma (and the next number) or the closing bracket.
         let mut sep = b.get(at).copied()?;
         if is_ws(sep) {
@@ -118,14 +181,7 @@ pub(crate) fn scan(b: &[u8], start: usize) -> Option<NumberArray> {
         }
         at += 1;
         match sep {
-            b',' => {
-                if b.get(at).copied().is_some_and(is_ws) {
-                    spaced = true;
-                    while b.get(at).copied().is_some_and(is_ws) {
-                        at += 1;
-                    }
-                }
-            }
+            b',' => {}
             b']' => {
                 return Some(NumberArray {
                     end: at,
