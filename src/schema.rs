@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::config::{CollectionConfig, SourceConfig};
 use crate::record::{Op, Origin, PrimaryKey, Record, Value, VectorText};
-use crate::source::{Cell, RawRow, json_array_value};
+use crate::source::{Cell, NumberArray, RawRow, compact, json_array_value, scan_numbers};
 
 /// Why a row was not sent. It goes to the dead-letter file with these details.
 #[derive(Debug, Clone, PartialEq)]
@@ -447,106 +447,33 @@ fn short_json(v: &serde_json::Value) -> String {
 /// reads the same digits into the same `f32` either way. `None` for anything else (the general
 /// path then parses it and says what is wrong, with the same messages as ever).
 fn vector_text(text: &str) -> Option<(String, usize)> {
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
     let b = text.as_bytes();
-    let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
-    let (mut i, mut end) = (0, b.len());
-    while i < end && is_ws(b[i]) {
-        i += 1;
-    }
-    while end > i && is_ws(b[end - 1]) {
-        end -= 1;
-    }
-    if end - i < 2 || b[i] != b'[' || b[end - 1] != b']' {
+    let start = b.iter().position(|c| !is_ws(c))?;
+    let array = scan_numbers(b, start)?;
+    if !b[array.end..].iter().all(is_ws) {
         return None;
     }
-    let (first, stop) = (i + 1, end - 1);
-    let mut n = 0;
-    let mut spaced = false;
-    let mut at = first;
-    loop {
-        let start = at;
-        while at < stop && is_ws(b[at]) {
-            at += 1;
-        }
-        let number = at;
-        let (after, plain) = json_number(b, at)?;
-        at = after;
-        if !plain && !text[number..at].parse::<f64>().is_ok_and(|x| (x as f32).is_finite()) {
-            return None;
-        }
-        n += 1;
-        let before_ws = at;
-        while at < stop && is_ws(b[at]) {
-            at += 1;
-        }
-        spaced |= number > start || at > before_ws;
-        if at == stop {
-            break;
-        }
-        if b[at] != b',' {
-            return None;
-        }
-        at += 1;
-    }
-    let inner = &b[first..stop];
-    let mut out = Vec::with_capacity(inner.len() + 2);
-    out.push(b'[');
-    if spaced {
-        out.extend(inner.iter().copied().filter(|c| !is_ws(*c)));
-    } else {
-        out.extend_from_slice(inner);
-    }
-    out.push(b']');
-    // Only ASCII digits, signs, points, exponents and commas were kept.
-    String::from_utf8(out).ok().map(|s| (s, n))
+    kept_text(text.get(start..array.end)?, &array)
 }
 
-/// The JSON number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) at `b[at..]`: where it ends,
-/// and whether it is surely a finite `f32` without parsing it (no exponent and at most 38 digits
-/// before the point: below 10³⁸ < `f32::MAX`). `None` when there is none.
-fn json_number(b: &[u8], mut at: usize) -> Option<(usize, bool)> {
-    let digits = |mut i: usize| {
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        i
-    };
-    if b.get(at) == Some(&b'-') {
-        at += 1;
+/// An array's text (see [`crate::source::NumberArray`]) as it is kept: compact, with its length;
+/// `None` unless every number is a finite `f32` and there is one at least.
+fn kept_text(text: &str, array: &NumberArray) -> Option<(String, usize)> {
+    if array.count == 0 || !array.finite_f32 {
+        return None;
     }
-    let int_start = at;
-    match b.get(at) {
-        Some(b'0') => at += 1,
-        Some(b'1'..=b'9') => at = digits(at),
-        _ => return None,
-    }
-    let mut plain = at - int_start <= 38;
-    if b.get(at) == Some(&b'.') {
-        let end = digits(at + 1);
-        if end == at + 1 {
-            return None;
-        }
-        at = end;
-    }
-    if matches!(b.get(at), Some(b'e' | b'E')) {
-        plain = false;
-        at += 1;
-        if matches!(b.get(at), Some(b'+' | b'-')) {
-            at += 1;
-        }
-        let end = digits(at);
-        if end == at {
-            return None;
-        }
-        at = end;
-    }
-    Some((at, plain))
+    let kept = if array.spaced { compact(text) } else { text.to_owned() };
+    Some((kept, array.count))
 }
 
 /// A vector kept as its text (see [`vector_text`]), its dimensions checked; `None` when the text
 /// is not of the kind that is kept.
 fn kept_vector(text: &str, dim: Option<usize>) -> Option<Result<Value, String>> {
-    let (text, n) = vector_text(text)?;
+    kept(vector_text(text)?, dim)
+}
+
+fn kept((text, n): (String, usize), dim: Option<usize>) -> Option<Result<Value, String>> {
     Some(check_dimensions(n, dim).map(|()| Value::VectorText(VectorText::checked(text))))
 }
 
@@ -592,11 +519,16 @@ fn check_dimensions(n: usize, dim: Option<usize>) -> Result<(), String> {
 
 fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value, String> {
     if let Cell::JsonArray(t) = cell {
-        // A long JSONL array: a vector straight from its text, anything else parsed first.
-        if ty == FieldType::Vector
-            && let Some(v) = kept_vector(t, dim)
-        {
-            return v;
+        // A long JSONL array: a vector straight from its text (checked by the reader already, or
+        // here), anything else parsed first.
+        if ty == FieldType::Vector {
+            let kept = match t.checked_numbers() {
+                Some(array) => kept_text(t, array).and_then(|k| kept(k, dim)),
+                None => kept_vector(t, dim),
+            };
+            if let Some(v) = kept {
+                return v;
+            }
         }
         return coerce_value(&Cell::Json(json_array_value(t)), ty, dim);
     }
@@ -1132,6 +1064,34 @@ mod vector_text_tests {
                     .map_err(String::clone)
             };
             assert_eq!(as_json(&kept), as_json(&parsed), "{ty} {text}");
+        }
+    }
+
+    #[test]
+    fn a_long_jsonl_array_checked_by_the_reader_types_as_an_unchecked_one_does() {
+        let long = |items: &str| format!("[{}]", vec![items; 40].join(", "));
+        for (text, ty, dim) in [
+            (long("0.5"), FieldType::Vector, Some(40)),
+            (long("0.5"), FieldType::Vector, Some(3)),
+            (long("-0"), FieldType::Vector, None),
+            (long("1e39"), FieldType::Vector, None),
+            (long("3.4028235e38"), FieldType::Vector, None),
+            (long("7").replace(' ', ""), FieldType::Vector, Some(40)),
+            (long("7"), FieldType::ListInt64, None),
+            (long("7"), FieldType::String, None),
+            ("[ ]".to_string(), FieldType::Vector, None),
+        ] {
+            let array = crate::source::scan_numbers(text.as_bytes(), 0).expect("numbers");
+            assert_eq!(array.end, text.len());
+            let checked = crate::source::ArrayText::numbers(&text, array);
+            let kept = coerce_value(&Cell::JsonArray(checked), ty, dim);
+            let unchecked = coerce_value(&Cell::JsonArray(text.clone().into()), ty, dim);
+            let as_json = |v: &Result<Value, String>| {
+                v.as_ref()
+                    .map(|v| serde_json::to_string(v).expect("json"))
+                    .map_err(String::clone)
+            };
+            assert_eq!(as_json(&kept), as_json(&unchecked), "{ty} {text}");
         }
     }
 

@@ -3,18 +3,24 @@
 //! Owns: line splitting, skipping blank lines, turning an object's members into cells in member
 //! order (JSON null → `Cell::Null`, string → `Cell::Text`, a long array → `Cell::JsonArray` as its
 //! text, anything else → `Cell::Json` with integers kept exact), and byte-offset positions in the
-//! decompressed stream.
+//! decompressed stream. A line is split by a quick path (a long array of numbers is checked in one
+//! pass and handed on with what was found, names and strings without escapes are taken as they
+//! are) and, whenever that path meets anything else, by serde_json as before: the same cells and
+//! the same errors either way.
 //! Never: reads more than one line (of at most `MAX_LINE` bytes) into memory, converts a JSON
 //! value to another type, or stops the file for a bad line: a line that is not a JSON object is a
 //! `ReadError::Row` carrying the line as text, and reading goes on.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde_json::value::RawValue;
 
-use super::{ByteCounter, Cell, Compression, LONG_ARRAY_BYTES, Names, Position, RawRow, ReadError, RowReader};
+use super::{
+    ArrayText, ByteCounter, Cell, Compression, LONG_ARRAY_BYTES, Names, Position, RawRow, ReadError, RowReader, numbers,
+};
 
 /// The longest line accepted; a longer one is taken for a corrupt or mislabelled file.
 const MAX_LINE: usize = 256 * 1024 * 1024;
@@ -113,10 +119,17 @@ impl RowReader for JsonlReader {
                 byte: self.offset,
                 rows: self.rows,
             };
+            if let Some(cells) = quick_cells(content, &mut self.names) {
+                return Some(Ok(RawRow {
+                    row: self.rows,
+                    cells,
+                    end,
+                }));
+            }
             if let Some(members) = members(content) {
                 let cells = members
                     .into_iter()
-                    .map(|(k, raw)| (self.names.get(&k), raw_cell(raw)))
+                    .map(|(k, raw)| (self.names.get(&k), raw_cell(raw.get())))
                     .collect();
                 return Some(Ok(RawRow {
                     row: self.rows,
@@ -178,11 +191,112 @@ fn members(line: &[u8]) -> Option<Vec<(String, &RawValue)>> {
     Some(members)
 }
 
+/// JSON whitespace.
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn skip_ws(b: &[u8], mut at: usize) -> usize {
+    while b.get(at).copied().is_some_and(is_ws) {
+        at += 1;
+    }
+    at
+}
+
+/// A nested value with more brackets than this is left to [`members`]: serde_json's depth limit
+/// counts the line's object too, which a value parsed on its own would not.
+const QUICK_BRACKETS: usize = 64;
+
+/// The cells of a JSON object line, as [`members`] and [`raw_cell`] make them, without serde_json
+/// walking a long array of numbers (twice: once for the line, once for its raw text): such an
+/// array is checked by [`numbers::scan`], which typing then trusts. Names without escapes are
+/// taken as they are, strings without escapes too, other values are parsed by serde_json one at a
+/// time. `None` for anything else (an escaped name, a deeply nested value, any error): the line
+/// then takes the general path, which gives the same cells or says what is wrong.
+fn quick_cells(line: &[u8], names: &mut Names) -> Option<Vec<(Arc<str>, Cell)>> {
+    let mut at = skip_ws(line, 0);
+    if line.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_ws(line, at + 1);
+    let mut out: Vec<(Arc<str>, Cell)> = Vec::with_capacity(8);
+    if line.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            // The name: a string without escapes or control characters.
+            if line.get(at) != Some(&b'"') {
+                return None;
+            }
+            let (name, after) = plain_string(line, at + 1)?;
+            at = skip_ws(line, after);
+            if line.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_ws(line, at + 1);
+            let (cell, after) = match line.get(at)? {
+                b'[' => match numbers::scan(line, at) {
+                    Some(scan) if scan.end - at >= LONG_ARRAY_BYTES => {
+                        let text = std::str::from_utf8(&line[at..scan.end]).ok()?;
+                        let array = numbers::NumberArray {
+                            end: text.len(),
+                            ..scan
+                        };
+                        (Cell::JsonArray(ArrayText::numbers(text, array)), scan.end)
+                    }
+                    _ => parsed_value(line, at)?,
+                },
+                b'"' => match plain_string(line, at + 1) {
+                    Some((s, after)) => (Cell::Text(s.to_string()), after),
+                    None => parsed_value(line, at)?,
+                },
+                _ => parsed_value(line, at)?,
+            };
+            match out.iter_mut().find(|(n, _)| **n == *name) {
+                Some(slot) => slot.1 = cell,
+                None => out.push((names.get(name), cell)),
+            }
+            at = skip_ws(line, after);
+            match line.get(at)? {
+                b',' => at = skip_ws(line, at + 1),
+                b'}' => {
+                    at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    line[at..].iter().all(|c| is_ws(*c)).then_some(out)
+}
+
+/// The string whose text starts at `b[at]` (after its opening quote) and where it ends (after its
+/// closing quote), when it has no escape, no control character and is UTF-8.
+fn plain_string(b: &[u8], at: usize) -> Option<(&str, usize)> {
+    let rest = b.get(at..)?;
+    let len = memchr::memchr2(b'"', b'\\', rest)?;
+    let text = &rest[..len];
+    if rest[len] != b'"' || text.iter().any(|c| *c < 0x20) {
+        return None;
+    }
+    Some((std::str::from_utf8(text).ok()?, at + len + 1))
+}
+
+/// The value at `b[at]`, parsed by serde_json on its own, as a cell, and where it ends.
+fn parsed_value(b: &[u8], at: usize) -> Option<(Cell, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(b.get(at..)?).into_iter::<&RawValue>();
+    let raw = values.next()?.ok()?;
+    let text = raw.get();
+    if memchr::memchr2_iter(b'[', b'{', text.as_bytes()).count() > QUICK_BRACKETS {
+        return None;
+    }
+    Some((raw_cell(text), at + values.byte_offset()))
+}
+
 /// A member's raw text as a cell: null is absent, strings are text, an integer literal beyond
 /// i64/u64 keeps its digits (a JSON parser would read it as a float), a long array stays text
 /// ([`Cell::JsonArray`]), the rest is parsed as JSON.
-fn raw_cell(raw: &RawValue) -> Cell {
-    let t = raw.get();
+fn raw_cell(t: &str) -> Cell {
     match t.as_bytes().first() {
         Some(b'[') if t.len() >= LONG_ARRAY_BYTES => return Cell::JsonArray(t.into()),
         Some(b'-' | b'0'..=b'9') => {
@@ -378,5 +492,154 @@ mod tests {
         let b = &rows[1].as_ref().unwrap().cells[0].0;
         assert_eq!(&**a, "id");
         assert!(Arc::ptr_eq(a, b));
+    }
+
+    /// The cells of a line by the general path (`members`, then `raw_cell`).
+    fn general(line: &[u8]) -> Option<Vec<(String, Cell)>> {
+        let members = super::members(line)?;
+        Some(
+            members
+                .into_iter()
+                .map(|(k, raw)| (k, super::raw_cell(raw.get())))
+                .collect(),
+        )
+    }
+
+    /// The cells of a line by `quick_cells` (what was found of a checked array checked against
+    /// its text).
+    fn quick(line: &[u8]) -> Option<Vec<(String, Cell)>> {
+        let cells = super::quick_cells(line, &mut super::Names::default())?;
+        let cells = cells.into_iter().map(|(n, c)| {
+            if let Cell::JsonArray(t) = &c {
+                assert!(t.len() >= super::LONG_ARRAY_BYTES);
+                if let Some(a) = t.checked_numbers() {
+                    assert_eq!(
+                        super::numbers::scan(t.as_bytes(), 0).as_ref(),
+                        Some(a),
+                        "{}",
+                        t.as_str()
+                    );
+                }
+            }
+            (n.to_string(), c)
+        });
+        Some(cells.collect())
+    }
+
+    /// `quick_cells` gives the general path's cells, or leaves the line to it.
+    fn agree(line: &[u8]) -> bool {
+        match quick(line) {
+            Some(q) => {
+                assert_eq!(Some(q), general(line), "{:?}", String::from_utf8_lossy(line));
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn quick_cells_agree_with_the_general_path() {
+        let long = (0..100).map(|i| format!("{}.25", i - 50)).collect::<Vec<_>>().join(",");
+        let spaced = (0..100).map(|i| format!("{}e-3", i)).collect::<Vec<_>>().join(" , ");
+        let mut taken = 0;
+        let lines: Vec<String> = vec![
+            format!(
+                r#"{{"id":"k1","title":"delta gamma, item \"19527\"","score":-984.375,"tags":["t37","t1"],"vec":[{long}],"count":-476405993472,"ok":false,"at":"2026-08-21T02:08:32Z"}}"#
+            ),
+            format!("{{\"v\":[{long}]}}\r\n"),
+            format!(" \t{{ \"v\" : [ {spaced} ] , \"w\" : [ {long} ] }} \n"),
+            format!(r#"{{"a":1,"v":[{long}],"a":2,"v":[1,2]}}"#),
+            format!(r#"{{"v":[{long}],"v":[{long},1e400]}}"#),
+            format!(r#"{{"v":[{long},"x"]}}"#),
+            format!(r#"{{"v":[{long},[1]]}}"#),
+            format!(r#"{{"v":[{long},]}}"#),
+            format!(r#"{{"v":[{long},,1]}}"#),
+            format!(r#"{{"v":[{long}"#),
+            format!(r#"{{"v":[{long}]"#),
+            format!(r#"{{"v":[{long}]}}x"#),
+            format!(r#"{{"v":[{long}]}},"#),
+            format!(r#"{{"v":[{long}] "w":1}}"#),
+            format!(r#"{{"v":[{long},1e39,-0,0.5E+2]}}"#),
+            format!(r#"{{"v":[{long},01]}}"#),
+            format!(r#"{{"s":"]\"[","v":[{long}]}}"#),
+            format!(r#"{{"a\"b":[{long}]}}"#),
+            format!(r#"{{"a\u0062":[{long}]}}"#),
+            format!(r#"{{"é":[{long}],"ü":"ö"}}"#),
+            format!(r#"{{"v":{{"w":[{long}]}}}}"#),
+            r#"{}"#.into(),
+            " { } \n".into(),
+            r#"{,}"#.into(),
+            r#"{"a":1,}"#.into(),
+            r#"{"a"}"#.into(),
+            r#"{"a":}"#.into(),
+            r#"{"a" 1}"#.into(),
+            r#"{a:1}"#.into(),
+            r#"{"a":tru}"#.into(),
+            r#"{"a":true,"b":false,"c":null}"#.into(),
+            r#"{"a":-}"#.into(),
+            r#"{"a":01}"#.into(),
+            r#"{"a":1.}"#.into(),
+            r#"{"a":1e400}"#.into(),
+            r#"{"a":18446744073709551616,"b":-9223372036854775809,"c":1.5,"d":9007199254740993}"#.into(),
+            r#"{"a":"x\ty"}"#.into(),
+            "{\"a\":\"x\ty\"}".into(),
+            "{\"a\tb\":1}".into(),
+            r#"{"a":"\u00e9\ud83d\ude00","b":"\ud800"}"#.into(),
+            r#"{"a":"\x"}"#.into(),
+            r#"{"a":"unterminated}"#.into(),
+            r#"{"a":[1,2],"b":[[1,[2]],{"c":[3]}],"d":{"e":"f"}}"#.into(),
+            r#"[1,2]"#.into(),
+            r#""a""#.into(),
+            "".into(),
+            "{\"a\":1}{\"b\":2}".into(),
+            "{\"a\":1}\n{\"b\":2}".into(),
+            format!("{{\"a\":{}{}}}", "[".repeat(127), "]".repeat(127)),
+            format!("{{\"a\":{}{}}}", "[".repeat(128), "]".repeat(128)),
+            format!("{{\"a\":{}1{}}}", "[".repeat(63), "]".repeat(63)),
+        ];
+        for line in &lines {
+            taken += usize::from(agree(line.as_bytes()));
+        }
+        for bad in [
+            &b"{\"a\":\"\xFF\"}"[..],
+            b"{\"\xFF\":1}",
+            b"{\"a\":1}\xFF",
+            b"{\"v\":[1\xFF]}",
+        ] {
+            assert!(!agree(bad));
+            assert!(general(bad).is_none());
+        }
+        assert!(taken >= 12, "{taken}");
+    }
+
+    #[test]
+    fn quick_cells_agree_with_the_general_path_on_mutated_lines() {
+        let long = (0..80).map(|i| format!("{}.5", i - 40)).collect::<Vec<_>>().join(",");
+        let base =
+            format!(r#"{{"id":"k1","t":"a \"b\" [c]","n":-1.5e3,"tags":["x","y"],"v":[{long}],"ok":true,"z":null}}"#);
+        let alphabet: &[u8] = b"{}[]\",:\\ \t\r\n-+.eE0159atrufnlsx\x01\xC3\xA9\xFF";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let mut taken = 0;
+        for _ in 0..30_000 {
+            let mut line = base.clone().into_bytes();
+            for _ in 0..1 + next(3) {
+                let at = next(line.len());
+                match next(3) {
+                    0 => {
+                        line.remove(at);
+                    }
+                    1 => line.insert(at, alphabet[next(alphabet.len())]),
+                    _ => line[at] = alphabet[next(alphabet.len())],
+                }
+            }
+            taken += usize::from(agree(&line));
+        }
+        assert!(taken > 1000, "{taken}");
     }
 }

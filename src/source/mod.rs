@@ -22,7 +22,8 @@
 //! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
 //! (globs), `detect` (extensions), `open` (dispatch), decompression, verification of compressed
 //! streams and byte counting.
-//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each; `object` the S3 client.
+//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each; `object` the S3 client;
+//! `numbers` the one-pass check of a flat JSON array of numbers (JSONL arrays, vector text).
 
 // `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
 // position by value, by design (row errors are expected and cheap to hand on).
@@ -32,6 +33,9 @@ mod csv_reader;
 mod dead_letter;
 pub use dead_letter::DEAD_LETTER_OP_COLUMN;
 mod jsonl_reader;
+mod numbers;
+pub use numbers::NumberArray;
+pub(crate) use numbers::{compact, scan as scan_numbers};
 pub mod object;
 mod parquet_reader;
 #[cfg(test)]
@@ -54,7 +58,7 @@ pub enum Cell {
     Json(serde_json::Value),
     /// A long JSON array from a JSONL row (at least [`LONG_ARRAY_BYTES`]), as its raw text: a
     /// vector is read straight from it, anything else is parsed when it is typed.
-    JsonArray(Box<str>),
+    JsonArray(ArrayText),
     Int(i64),
     /// A JSON integer literal beyond the range of u64, as written (JSON parsers read it as a
     /// float, which would lose its digits).
@@ -74,6 +78,65 @@ pub enum Cell {
     Sparse(Vec<(String, f64)>),
     /// Parquet timestamp / date, already formatted as RFC 3339.
     Timestamp(String),
+}
+
+/// A [`Cell::JsonArray`]'s text, and what the reader's check of it found when it holds JSON
+/// numbers only ([`NumberArray`], its `end` the text's length): a vector is then kept from it
+/// without checking it again. Equal when the texts are (the rest follows from the text).
+#[derive(Debug, Clone)]
+pub struct ArrayText {
+    text: Box<str>,
+    numbers: Option<NumberArray>,
+}
+
+impl ArrayText {
+    /// A text [`numbers::scan`] found to be `numbers`, from its first byte to its last.
+    pub(crate) fn numbers(text: &str, numbers: NumberArray) -> ArrayText {
+        ArrayText {
+            text: text.into(),
+            numbers: Some(numbers),
+        }
+    }
+
+    /// What the reader found the text to be, when it checked it.
+    pub fn checked_numbers(&self) -> Option<&NumberArray> {
+        self.numbers.as_ref()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for ArrayText {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl std::ops::Deref for ArrayText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<&str> for ArrayText {
+    fn from(text: &str) -> Self {
+        ArrayText {
+            text: text.into(),
+            numbers: None,
+        }
+    }
+}
+
+impl From<String> for ArrayText {
+    fn from(text: String) -> Self {
+        ArrayText {
+            text: text.into(),
+            numbers: None,
+        }
+    }
 }
 
 /// Where to resume reading a file: the position just after a row.
