@@ -224,6 +224,7 @@ fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> B
         out.push(b':');
         match value {
             Value::VectorText(v) => out.extend_from_slice(v.as_str().as_bytes()),
+            Value::Vector(v) => crate::record::write_f32_array(&mut out, v),
             _ => {
                 let _ = serde_json::to_writer(&mut out, value);
             }
