@@ -224,6 +224,7 @@ fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> B
         out.push(b':');
         match value {
             Value::VectorText(v) => out.extend_from_slice(v.as_str().as_bytes()),
+            Value::Vector(v) => crate::record::write_f32_array(&mut out, v),
             _ => {
                 let _ = serde_json::to_writer(&mut out, value);
             }
@@ -840,6 +841,38 @@ mod tests {
         let rec = schema().coerce(&r, &m, origin()).expect("valid");
         assert_eq!(rec.ttl, Some(60));
         assert_eq!(&*rec.json, r#"{"id":1,"vec":[0.1,0.2,0.3,0.4]}"#);
+    }
+
+    #[test]
+    fn parquet_f32_vectors_are_written_as_serde_json_writes_them_and_non_finite_ones_rejected() {
+        let s = schema();
+        let tricky = vec![-0.0, f32::MIN_POSITIVE, f32::from_bits(0x3dcc_ccd3), f32::MAX];
+        let rec = s
+            .coerce(
+                &row(&[("id", Cell::Int(2)), ("vec", Cell::F32List(tricky.clone()))]),
+                &mapping(Op::Upsert),
+                origin(),
+            )
+            .expect("valid");
+        let want = serde_json::to_string(&Value::Vector(tricky)).expect("json");
+        assert_eq!(&*rec.json, format!(r#"{{"id":2,"vec":{want}}}"#));
+        assert_eq!(want, "[-0.0,1.1754944e-38,0.100000046,3.4028235e+38]");
+        for (bad, shown) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (f32::NEG_INFINITY, "-inf")] {
+            let e = s
+                .coerce(
+                    &row(&[("id", Cell::Int(3)), ("vec", Cell::F32List(vec![0.5, bad, 0.25, 1.0]))]),
+                    &mapping(Op::Upsert),
+                    origin(),
+                )
+                .expect_err("not finite");
+            assert_eq!(e.key, Some(PrimaryKey::Int(3)));
+            assert!(
+                e.reason
+                    .contains(&format!("field `vec` (vector): vector element {shown} is not finite")),
+                "{}",
+                e.reason
+            );
+        }
     }
     #[test]
     fn integers_beyond_int64_are_named_with_their_digits() {
