@@ -8,7 +8,8 @@
 //! rows (`run --shard I/N`: another shard's row holds its place and is not typed).
 //! Never: sends, acknowledges, writes state, or runs on the async runtime: it is a plain thread
 //! that blocks on the channel, so memory is bounded by the channel's capacity (plus a few chunks
-//! per typing thread). Never hands an item on out of read order.
+//! per typing thread). Never hands an item on out of read order, and never panics when the system
+//! refuses a thread (it types on fewer threads, or on the reading thread, and says so).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -131,7 +132,7 @@ trait Outlet {
 
 /// Types on the reading thread and sends each item.
 struct Inline {
-    typing: Typing,
+    typing: Arc<Typing>,
     tx: mpsc::Sender<Item>,
     stats: Arc<Stats>,
 }
@@ -205,54 +206,95 @@ pub(super) fn read_all(
         schema,
         shard,
     };
-    if threads <= 1 {
-        let mut outlet = Inline {
-            typing,
-            tx,
-            stats: stats.clone(),
-        };
-        read_files(&files, &stats, &mut outlet);
-        return;
-    }
     let typing = Arc::new(typing);
+    if threads <= 1 {
+        return read_inline(&files, typing, tx, stats);
+    }
     let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(threads);
     let (order_tx, order_rx) = std::sync::mpsc::sync_channel::<std::sync::mpsc::Receiver<Vec<Item>>>(threads * 2);
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        // Threads are asked for, not assumed: a container's pid limit can refuse them, and that
+        // must slow the run down, not panic it.
+        let mut started = 0;
+        for i in 0..threads {
             let (work_rx, typing) = (work_rx.clone(), typing.clone());
-            scope.spawn(move || {
-                loop {
-                    // Poisoned only if another typing thread panicked; the channel is still sound.
-                    let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((units, answer)) = next else { return };
-                    let items = units.into_iter().map(|u| typing.item(u)).collect();
-                    if answer.send(items).is_err() {
-                        return;
+            let spawned = std::thread::Builder::new()
+                .name(format!("vikingsync-typing-{i}"))
+                .spawn_scoped(scope, move || {
+                    loop {
+                        // Poisoned only if another typing thread panicked; the channel is still sound.
+                        let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((units, answer)) = next else { return };
+                        let items = units.into_iter().map(|u| typing.item(u)).collect();
+                        if answer.send(items).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
-        let forward_stats = stats.clone();
-        scope.spawn(move || {
-            for answered in order_rx {
-                let Ok(items) = answered.recv() else { return };
-                for item in items {
-                    if !forward(item, &tx, &forward_stats) {
-                        return;
-                    }
+                });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, started, wanted = threads, "the system refused a typing thread; typing on fewer");
+                    break;
                 }
             }
+        }
+        // The forwarder gets the sender only once it runs: if it cannot start, the sender is
+        // still here for typing on this thread.
+        let (hand_over, handed) = std::sync::mpsc::sync_channel::<mpsc::Sender<Item>>(1);
+        let forward_stats = stats.clone();
+        let forwarder = (started > 0).then(|| {
+            std::thread::Builder::new()
+                .name("vikingsync-typing-order".to_string())
+                .spawn_scoped(scope, move || {
+                    let Ok(tx) = handed.recv() else { return };
+                    for answered in order_rx {
+                        let Ok(items) = answered.recv() else { return };
+                        for item in items {
+                            if !forward(item, &tx, &forward_stats) {
+                                return;
+                            }
+                        }
+                    }
+                })
         });
-        let mut outlet = Parallel {
-            chunk: Vec::with_capacity(CHUNK_ROWS),
-            work: work_tx,
-            order: order_tx,
-        };
-        read_files(&files, &stats, &mut outlet);
-        outlet.flush();
-        // Dropping the outlet closes both channels: the typing threads and the forwarder end.
+        match forwarder {
+            Some(Ok(_)) => {
+                if hand_over.send(tx).is_err() {
+                    return;
+                }
+                let mut outlet = Parallel {
+                    chunk: Vec::with_capacity(CHUNK_ROWS),
+                    work: work_tx,
+                    order: order_tx,
+                };
+                read_files(&files, &stats, &mut outlet);
+                outlet.flush();
+                // Dropping the outlet closes both channels: the typing threads and the forwarder end.
+            }
+            refused => {
+                if let Some(Err(e)) = refused {
+                    tracing::warn!(error = %e, "the system refused the typing order thread; typing on the reading thread");
+                } else {
+                    tracing::warn!("the system refused every typing thread; typing on the reading thread");
+                }
+                // Closing the work queue ends any typing thread that did start.
+                drop((work_tx, order_tx));
+                read_inline(&files, typing.clone(), tx, stats.clone());
+            }
+        }
     });
+}
+
+/// Reads and types every row on this thread.
+fn read_inline(files: &[FilePlan], typing: Arc<Typing>, tx: mpsc::Sender<Item>, stats: Arc<Stats>) {
+    let mut outlet = Inline {
+        typing,
+        tx,
+        stats: stats.clone(),
+    };
+    read_files(files, &stats, &mut outlet);
 }
 
 /// The reading loop: every planned file in order, each row with its run-wide sequence number.
