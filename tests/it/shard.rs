@@ -110,7 +110,9 @@ async fn three_shards_end_in_the_exact_state_and_send_each_row_once() {
     // a 30k-row run in bench/flow.py q7. These shards last a second or two, where the first
     // throttles of three starts weigh more, and CI runs other tests beside them. Since later cuts
     // are β of the fill rate (a81c259), runs alone here see 10-14% and one CI run saw 16%; before,
-    // 6%. A guard against hammering, not the benchmark.)
+    // 6%. With the start-up double cut (4a39dfb), five runs alone: 5-14%, mean 8%; without it,
+    // 6-14%, mean 11%: too close to guard the rule here, which its unit test does. A guard
+    // against hammering, not the benchmark.)
     assert!(
         s.throttled * 100 < requests * 25,
         "throttled {} of {requests} requests\n{shown}",
