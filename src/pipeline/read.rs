@@ -199,6 +199,34 @@ pub(super) fn read_all(
     shard: Option<Shard>,
     threads: usize,
 ) {
+    read_all_granted(files, mappings, schema, tx, stats, shard, threads, usize::MAX);
+}
+
+/// The system grants a thread while `left` is not zero: [`read_all`] passes no limit, and tests
+/// stand in for a container's pid limit with a small one.
+fn grant(left: &mut usize) -> std::io::Result<()> {
+    if *left == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "Resource temporarily unavailable (the thread limit)",
+        ));
+    }
+    *left -= 1;
+    Ok(())
+}
+
+/// [`read_all`] where at most `granted` more threads can be started.
+#[allow(clippy::too_many_arguments)]
+fn read_all_granted(
+    files: Arc<[FilePlan]>,
+    mappings: Vec<SourceMapping>,
+    schema: Schema,
+    tx: mpsc::Sender<Item>,
+    stats: Arc<Stats>,
+    shard: Option<Shard>,
+    threads: usize,
+    mut granted: usize,
+) {
     let typing = Typing {
         names: files.iter().map(|f| f.source.path.display().to_string()).collect(),
         files: files.clone(),
@@ -215,36 +243,14 @@ pub(super) fn read_all(
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     std::thread::scope(|scope| {
         // Threads are asked for, not assumed: a container's pid limit can refuse them, and that
-        // must slow the run down, not panic it.
-        let mut started = 0;
-        for i in 0..threads {
-            let (work_rx, typing) = (work_rx.clone(), typing.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("vikingsync-typing-{i}"))
-                .spawn_scoped(scope, move || {
-                    loop {
-                        // Poisoned only if another typing thread panicked; the channel is still sound.
-                        let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((units, answer)) = next else { return };
-                        let items = units.into_iter().map(|u| typing.item(u)).collect();
-                        if answer.send(items).is_err() {
-                            return;
-                        }
-                    }
-                });
-            match spawned {
-                Ok(_) => started += 1,
-                Err(e) => {
-                    tracing::warn!(error = %e, started, wanted = threads, "the system refused a typing thread; typing on fewer");
-                    break;
-                }
-            }
-        }
-        // The forwarder gets the sender only once it runs: if it cannot start, the sender is
-        // still here for typing on this thread.
+        // must slow the run down, not panic it. The order thread first: without it no typing
+        // thread is of use, and under a limit that refuses one thread and then every other, a
+        // refused typing thread must still leave the ones started working.
+        // The forwarder gets the sender only once typing threads run: if none can start, the
+        // sender is still here for typing on this thread.
         let (hand_over, handed) = std::sync::mpsc::sync_channel::<mpsc::Sender<Item>>(1);
         let forward_stats = stats.clone();
-        let forwarder = (started > 0).then(|| {
+        let forwarder = grant(&mut granted).and_then(|()| {
             std::thread::Builder::new()
                 .name("vikingsync-typing-order".to_string())
                 .spawn_scoped(scope, move || {
@@ -259,30 +265,56 @@ pub(super) fn read_all(
                     }
                 })
         });
-        match forwarder {
-            Some(Ok(_)) => {
-                if hand_over.send(tx).is_err() {
-                    return;
+        let mut started = 0;
+        if let Err(e) = &forwarder {
+            tracing::warn!(error = %e, "the system refused the typing order thread; typing on the reading thread");
+        } else {
+            for i in 0..threads {
+                let (work_rx, typing) = (work_rx.clone(), typing.clone());
+                let spawned = grant(&mut granted).and_then(|()| {
+                    std::thread::Builder::new()
+                        .name(format!("vikingsync-typing-{i}"))
+                        .spawn_scoped(scope, move || {
+                            loop {
+                                // Poisoned only if another typing thread panicked; the channel is
+                                // still sound.
+                                let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                                let Ok((units, answer)) = next else { return };
+                                let items = units.into_iter().map(|u| typing.item(u)).collect();
+                                if answer.send(items).is_err() {
+                                    return;
+                                }
+                            }
+                        })
+                });
+                match spawned {
+                    Ok(_) => started += 1,
+                    Err(e) if started > 0 => {
+                        tracing::warn!(error = %e, started, wanted = threads, "the system refused a typing thread; typing on fewer");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the system refused every typing thread; typing on the reading thread");
+                        break;
+                    }
                 }
-                let mut outlet = Parallel {
-                    chunk: Vec::with_capacity(CHUNK_ROWS),
-                    work: work_tx,
-                    order: order_tx,
-                };
-                read_files(&files, &stats, &mut outlet);
-                outlet.flush();
-                // Dropping the outlet closes both channels: the typing threads and the forwarder end.
             }
-            refused => {
-                if let Some(Err(e)) = refused {
-                    tracing::warn!(error = %e, "the system refused the typing order thread; typing on the reading thread");
-                } else {
-                    tracing::warn!("the system refused every typing thread; typing on the reading thread");
-                }
-                // Closing the work queue ends any typing thread that did start.
-                drop((work_tx, order_tx));
-                read_inline(&files, typing.clone(), tx, stats.clone());
-            }
+        }
+        if started > 0 && hand_over.send(tx.clone()).is_ok() {
+            drop(tx);
+            let mut outlet = Parallel {
+                chunk: Vec::with_capacity(CHUNK_ROWS),
+                work: work_tx,
+                order: order_tx,
+            };
+            read_files(&files, &stats, &mut outlet);
+            outlet.flush();
+            // Dropping the outlet closes both channels: the typing threads and the forwarder end.
+        } else {
+            // Dropping the hand-over ends a forwarder that started; closing the work queue ends
+            // any typing thread that did.
+            drop((hand_over, work_tx, order_tx));
+            read_inline(&files, typing.clone(), tx, stats.clone());
         }
     });
 }
@@ -426,5 +458,87 @@ fn typed_rejection(rej: crate::schema::RowRejection, raw: RawRow, origin: Origin
             record: raw.to_json(),
         },
         origin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::plan::source_files;
+
+    /// Everything the reader hands on, in order, as text: rows with their keys, origins and
+    /// positions, rejections with their reasons, file ends and failures.
+    fn read(dir: &std::path::Path, threads: usize, granted: usize) -> Vec<String> {
+        let text = r#"
+[target]
+endpoint = "http://127.0.0.1:9"
+[collection]
+name = "items"
+primary_key = "id"
+[collection.fields]
+id = "string"
+score = "float32"
+vec = "vector"
+[[sources]]
+path = "*.csv"
+op = "upsert"
+"#;
+        let config = Config::parse(text, &dir.join("sync.toml"), dir.to_path_buf()).expect("config");
+        let (sources, mappings) = source_files(&config).expect("sources");
+        let files: Vec<FilePlan> = sources
+            .into_iter()
+            .map(|s| {
+                let fingerprint = s.fingerprint().expect("fingerprint");
+                FilePlan::fresh(s, fingerprint)
+            })
+            .collect();
+        let schema = Schema::from_config(&config.collection);
+        let (tx, mut rx) = mpsc::channel(CHANNEL_ROWS);
+        let stats = Arc::new(Stats::default());
+        let reader = std::thread::spawn(move || {
+            read_all_granted(files.into(), mappings, schema, tx, stats, None, threads, granted);
+        });
+        let mut out = Vec::new();
+        while let Some(item) = rx.blocking_recv() {
+            out.push(match item {
+                Item::Row { record, end } => format!("row {:?} {:?} {end:?}", record.key, record.origin),
+                Item::Done { origin, end } => format!("done {origin:?} {end:?}"),
+                Item::Rejected { origin, end, entry } => format!("rejected {origin:?} {end:?} {}", entry.error),
+                Item::FileEnd(i) => format!("end {i}"),
+                Item::Failed(e) => format!("failed {e}"),
+            });
+        }
+        reader.join().expect("the reader returns");
+        out
+    }
+
+    /// A system that refuses threads (a container's pid limit) slows typing down; it changes
+    /// nothing of what is handed on, nor its order, and never panics.
+    #[test]
+    fn refused_typing_threads_type_on_fewer_or_inline_with_the_same_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, first) in [("a.csv", 0), ("b.csv", 1000)] {
+            let mut csv = String::from("id,score,vec\n");
+            for i in first..first + 300 {
+                // Every 37th row has a score that is not a number: a rejection in the stream.
+                let score = if i % 37 == 5 {
+                    "x".to_string()
+                } else {
+                    format!("{}", i % 11)
+                };
+                csv.push_str(&format!("k{i},{score},\"[{i},0.5,-0.25]\"\n"));
+            }
+            std::fs::write(dir.path().join(name), csv).expect("write");
+        }
+        let inline = read(dir.path(), 1, usize::MAX);
+        assert_eq!(inline.iter().filter(|l| l.starts_with("row ")).count(), 600 - 16);
+        assert_eq!(inline.iter().filter(|l| l.starts_with("rejected ")).count(), 16);
+        assert_eq!(inline.iter().filter(|l| l.starts_with("end ")).count(), 2);
+        // Of the order thread and four typing threads, granted: all; none; the order thread only
+        // (inline); it and one typing thread; it and three (typing on fewer).
+        for granted in [usize::MAX, 0, 1, 2, 4] {
+            assert_eq!(read(dir.path(), 4, granted), inline, "{granted} threads granted");
+        }
     }
 }
