@@ -461,6 +461,9 @@ impl Storage {
             })
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot list the bucket: {}", describe(&e)))?;
+        if listed.is_empty() && allow_empty {
+            self.check_empty_listing(&store, url.list_prefix())?;
+        }
         let mut files: Vec<ObjectFile> = listed
             .into_iter()
             .filter(|m| pattern.matches_with(m.location.as_ref(), options))
@@ -478,6 +481,39 @@ impl Storage {
         }
         files.sort_by(|a, b| a.url.key.cmp(&b.url.key));
         Ok(files)
+    }
+}
+
+impl Storage {
+    /// An empty listing is what `serve` waits on, but it is also what a web server that is not
+    /// an S3 API makes of a listing (200 and an HTML page, which reads as no keys). A HEAD of a
+    /// key that cannot exist tells them apart: an S3 API answers 404. Access denied cannot tell,
+    /// and passes.
+    fn check_empty_listing(self: &Arc<Self>, store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<(), String> {
+        let key = format!(
+            "{prefix}{}vikingsync-absent-{:016x}",
+            if prefix.is_empty() { "" } else { "/" },
+            rand::random::<u64>()
+        );
+        let probe = KeyPath::from(key.as_str());
+        let store = store.clone();
+        let answer = self
+            .block(async move { store.head(&probe).await })
+            .map_err(|e| e.to_string())?;
+        match answer {
+            Err(object_store::Error::NotFound { .. })
+            | Err(object_store::Error::PermissionDenied { .. })
+            | Err(object_store::Error::Unauthenticated { .. }) => Ok(()),
+            Ok(_) => Err(format!(
+                "the listing was empty, and a HEAD of {key:?}, which does not exist, succeeded: the endpoint does \
+                 not answer as an S3 API (check [storage] endpoint)"
+            )),
+            Err(e) => Err(format!(
+                "the listing was empty, and a HEAD of {key:?}, which does not exist, did not answer 404 as an S3 \
+                 API does: {} (check [storage] endpoint)",
+                describe(&e)
+            )),
+        }
     }
 }
 

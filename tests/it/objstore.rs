@@ -694,6 +694,103 @@ async fn serve_picks_up_new_objects_by_listing() {
     emu.shutdown().await;
 }
 
+/// An empty listing is what `serve` waits on; a web server that is not an S3 API answers a
+/// listing with 200 and a page, which reads as no keys. Serve must tell the two apart: wait on
+/// the first, stop with a clear error on the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_waits_on_an_empty_prefix_but_stops_on_an_endpoint_that_is_not_s3() {
+    let Some(moto) = Moto::start(&[]).await else { return };
+    moto.create_bucket("data").await;
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 14).await;
+
+    // An S3 API with nothing under the prefix yet: serve keeps listing, then picks a file up.
+    let dir = tempdir();
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("s3://data/later/*.csv".into(), Some("upsert"))],
+    ) + &moto.storage()
+        + "\n[serve]\nrescan = 0.1\nlinger = 0.05\n";
+    write_config(dir.path(), &cfg);
+    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
+    let mut child = s3_binary(
+        dir.path(),
+        &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(log)
+    .kill_on_drop(true)
+    .spawn()
+    .expect("spawn serve");
+    let (_, mut lines) = listening_address(&mut child).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let log_text = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    // Ten listings or more of the empty prefix.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "serve stopped on an empty prefix: {}",
+        log_text()
+    );
+    let rows = upserts_with_bad(43, "w", 60, 1_000_000);
+    moto.put("data", "later/001.csv", encode(Fmt::Csv, &rows, false)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.records("items").map_or(0, |r| r.len()) < rows.len() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not apply the rows\n{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().expect("running");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "{}", log_text());
+
+    // A web server: every request answered 200 with a page.
+    const HTML: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 20\r\nconnection: close\r\n\r\n<html>welcome</html>";
+    let endpoint = canned_server(HTML).await;
+    let dir = tempdir();
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("s3://data/later/*.csv".into(), Some("upsert"))],
+    ) + &format!("\n[storage]\nendpoint = \"{endpoint}\"\nallow_http = true\n[serve]\nrescan = 0.1\n");
+    write_config(dir.path(), &cfg);
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        s3_binary(
+            dir.path(),
+            &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"],
+        )
+        .output(),
+    )
+    .await
+    .expect("serve stops on its own")
+    .expect("runs");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("s3://data/later/*.csv"), "names the URL: {shown}");
+    assert!(shown.contains("S3 API"), "says what is wrong: {shown}");
+    assert!(!shown.contains("panicked"), "{shown}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    emu.shutdown().await;
+}
+
 use vikingdb_emulator::FaultConfig;
 
 /// Every row (and its end position) read from `path` or, with `object`, from the object.
