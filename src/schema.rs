@@ -1,8 +1,9 @@
 //! The collection's schema and the coercion of untyped source rows into typed `Record`s.
 //!
-//! Owns: the rules that turn a `source::Cell` into a `record::Value`,
-//! and the per-row checks made before anything is sent (primary key present and non-zero, fields
-//! known, values of their type, vector dimension).
+//! Owns: the rules that turn a `source::Cell` into a `record::Value` (or, on the hot path, into a
+//! value borrowed from the cell and written into the row's JSON as it is), and the per-row checks
+//! made before anything is sent (primary key present and non-zero, fields known, values of their
+//! type, vector dimension).
 //! Never: reads files, talks to the network, or drops a row: a row that fails is returned as a
 //! `RowRejection` for the dead-letter file. `FieldType` and its names are re-exported from
 //! `vikingdb-types` (shared with the emulator).
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::{CollectionConfig, SourceConfig};
 use crate::record::{Op, Origin, PrimaryKey, Record, Value, VectorText};
-use crate::source::{Cell, NumberArray, RawRow, compact, json_array_value, scan_numbers};
+use crate::source::{ArrayText, Cell, NumberArray, RawRow, compact, json_array_value, scan_numbers};
 
 /// Why a row was not sent. It goes to the dead-letter file with these details.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +77,7 @@ impl Schema {
         let mut op = map.op;
         let mut ttl = map.ttl;
         let mut key: Option<PrimaryKey> = None;
-        let mut fields: Vec<(&str, Value)> = Vec::with_capacity(raw.cells.len());
+        let mut fields: Vec<(&str, Field<'_>)> = Vec::with_capacity(raw.cells.len());
         let mut problems: Vec<String> = Vec::new();
 
         // The op and TTL first: a rejection should say which op the row was.
@@ -129,7 +130,7 @@ impl Schema {
                 }
                 continue;
             };
-            match coerce_value(cell, *ty, self.dim) {
+            match coerce_field(cell, *ty, self.dim) {
                 Ok(v) => fields.push((name, v)),
                 Err(e) => problems.push(format!("field `{name}` ({ty}): {e}")),
             }
@@ -206,7 +207,47 @@ impl Schema {
     }
 }
 
-fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> Box<str> {
+/// A field's typed value as it goes into the row's JSON: borrowed from the row's cell where the
+/// cell already holds it in its final form (a vector's text or `f32`s, a string), so that the
+/// row is the only copy made of it here; otherwise an owned [`Value`].
+#[derive(Debug)]
+enum Field<'a> {
+    Value(Value),
+    /// A vector's checked, compact text (see [`vector_text`]), written as it is.
+    VectorText(&'a str),
+    /// A vector's elements, each finite, written by [`crate::record::write_f32_array`].
+    Vector(&'a [f32]),
+    /// A string value, written as [`Value::Str`] is.
+    Str(&'a str),
+    /// A list of strings, written as [`Value::StrList`] is.
+    StrList(&'a [String]),
+}
+
+impl Field<'_> {
+    /// The value owned.
+    fn into_value(self) -> Value {
+        match self {
+            Field::Value(v) => v,
+            Field::VectorText(t) => Value::VectorText(VectorText::checked(t.to_owned())),
+            Field::Vector(v) => Value::Vector(v.to_vec()),
+            Field::Str(s) => Value::Str(s.to_owned()),
+            Field::StrList(v) => Value::StrList(v.to_vec()),
+        }
+    }
+
+    /// As [`Value::json_size_hint`].
+    fn json_size_hint(&self) -> usize {
+        match self {
+            Field::Value(v) => v.json_size_hint(),
+            Field::VectorText(t) => t.len(),
+            Field::Vector(v) => v.len() * 18 + 2,
+            Field::Str(s) => s.len() + 2,
+            Field::StrList(v) => v.iter().map(|s| s.len() + 3).sum::<usize>() + 2,
+        }
+    }
+}
+
+fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Field<'_>)]) -> Box<str> {
     // Sized for the whole row: growing a vector's row by doubling copied it several times.
     let size: usize = fields
         .iter()
@@ -223,10 +264,18 @@ fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Value)]) -> B
         let _ = serde_json::to_writer(&mut out, name);
         out.push(b':');
         match value {
-            Value::VectorText(v) => out.extend_from_slice(v.as_str().as_bytes()),
-            Value::Vector(v) => crate::record::write_f32_array(&mut out, v),
-            _ => {
+            Field::Value(Value::VectorText(v)) => out.extend_from_slice(v.as_str().as_bytes()),
+            Field::Value(Value::Vector(v)) => crate::record::write_f32_array(&mut out, v),
+            Field::Value(value) => {
                 let _ = serde_json::to_writer(&mut out, value);
+            }
+            Field::VectorText(t) => out.extend_from_slice(t.as_bytes()),
+            Field::Vector(v) => crate::record::write_f32_array(&mut out, v),
+            Field::Str(s) => {
+                let _ = serde_json::to_writer(&mut out, s);
+            }
+            Field::StrList(v) => {
+                let _ = serde_json::to_writer(&mut out, v);
             }
         }
     }
@@ -447,7 +496,13 @@ fn short_json(v: &serde_json::Value) -> String {
 /// and formatting them again for the request was half the CPU of a 768-dim CSV row; the server
 /// reads the same digits into the same `f32` either way. `None` for anything else (the general
 /// path then parses it and says what is wrong, with the same messages as ever).
+#[cfg(test)]
 fn vector_text(text: &str) -> Option<(String, usize)> {
+    vector_text_of(text).map(|(t, n)| (t.into_owned(), n))
+}
+
+/// [`vector_text`], borrowing the text when it is already compact.
+fn vector_text_of(text: &str) -> Option<(Cow<'_, str>, usize)> {
     let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
     let b = text.as_bytes();
     let start = b.iter().position(|c| !is_ws(c))?;
@@ -458,34 +513,56 @@ fn vector_text(text: &str) -> Option<(String, usize)> {
     kept_text(text.get(start..array.end)?, &array)
 }
 
-/// An array's text (see [`crate::source::NumberArray`]) as it is kept: compact, with its length;
-/// `None` unless every number is a finite `f32` and there is one at least.
-fn kept_text(text: &str, array: &NumberArray) -> Option<(String, usize)> {
+/// An array's text (see [`crate::source::NumberArray`]) as it is kept: compact (borrowed when it
+/// is already), with its length; `None` unless every number is a finite `f32` and there is one
+/// at least.
+fn kept_text<'a>(text: &'a str, array: &NumberArray) -> Option<(Cow<'a, str>, usize)> {
     if array.count == 0 || !array.finite_f32 {
         return None;
     }
-    let kept = if array.spaced { compact(text) } else { text.to_owned() };
+    let kept = if array.spaced {
+        Cow::Owned(compact(text))
+    } else {
+        Cow::Borrowed(text)
+    };
     Some((kept, array.count))
 }
 
 /// A vector kept as its text (see [`vector_text`]), its dimensions checked; `None` when the text
 /// is not of the kind that is kept.
-fn kept_vector(text: &str, dim: Option<usize>) -> Option<Result<Value, String>> {
-    kept(vector_text(text)?, dim)
+fn kept_vector(text: &str, dim: Option<usize>) -> Option<Result<Field<'_>, String>> {
+    kept(vector_text_of(text)?, dim)
 }
 
-fn kept((text, n): (String, usize), dim: Option<usize>) -> Option<Result<Value, String>> {
-    Some(check_dimensions(n, dim).map(|()| Value::VectorText(VectorText::checked(text))))
+/// A long JSONL array kept as its text (see [`kept_vector`]), checked by the reader already or here.
+fn kept_array(t: &ArrayText, dim: Option<usize>) -> Option<Result<Field<'_>, String>> {
+    match t.checked_numbers() {
+        Some(array) => kept_text(t, array).and_then(|k| kept(k, dim)),
+        None => kept_vector(t, dim),
+    }
 }
 
-fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Value, String> {
+fn kept((text, n): (Cow<'_, str>, usize), dim: Option<usize>) -> Option<Result<Field<'_>, String>> {
+    Some(check_dimensions(n, dim).map(|()| match text {
+        Cow::Borrowed(t) => Field::VectorText(t),
+        Cow::Owned(t) => Field::Value(Value::VectorText(VectorText::checked(t))),
+    }))
+}
+
+fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
     if let Cell::Text(s) = cell
         && let Some(v) = kept_vector(s, dim)
     {
         return v;
     }
     let v: Vec<f32> = match cell {
-        Cell::F32List(v) => v.clone(),
+        Cell::F32List(v) => {
+            if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
+                return Err(format!("vector element {bad} is not finite"));
+            }
+            check_dimensions(v.len(), dim)?;
+            return Ok(Field::Vector(v));
+        }
         Cell::F64List(v) => v.iter().map(|x| *x as f32).collect(),
         Cell::IntList(v) => v.iter().map(|x| *x as f32).collect(),
         other => match json_of(other)? {
@@ -503,7 +580,7 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Value, String> {
         return Err(format!("vector element {bad} is not finite"));
     }
     check_dimensions(v.len(), dim)?;
-    Ok(Value::Vector(v))
+    Ok(Field::Value(Value::Vector(v)))
 }
 
 fn check_dimensions(n: usize, dim: Option<usize>) -> Result<(), String> {
@@ -518,18 +595,30 @@ fn check_dimensions(n: usize, dim: Option<usize>) -> Result<(), String> {
     Ok(())
 }
 
+/// A cell typed as `ty` (see [`Field`]).
+fn coerce_field(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Field<'_>, String> {
+    match (ty, cell) {
+        (FieldType::Vector, Cell::Text(_) | Cell::F32List(_)) => coerce_vector(cell, dim),
+        (FieldType::String | FieldType::Text, Cell::Text(s)) => Ok(Field::Str(s)),
+        (FieldType::DateTime, Cell::Timestamp(s)) => Ok(Field::Str(s)),
+        (FieldType::DateTime, Cell::Text(s)) if valid_date_time(s) => Ok(Field::Str(s)),
+        (FieldType::ListString, Cell::StrList(v)) => Ok(Field::StrList(v)),
+        (FieldType::Vector, Cell::JsonArray(t)) => match kept_array(t, dim) {
+            Some(v) => v,
+            None => coerce_value(&Cell::Json(json_array_value(t)), ty, dim).map(Field::Value),
+        },
+        _ => coerce_value(cell, ty, dim).map(Field::Value),
+    }
+}
+
 fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value, String> {
     if let Cell::JsonArray(t) = cell {
         // A long JSONL array: a vector straight from its text (checked by the reader already, or
         // here), anything else parsed first.
-        if ty == FieldType::Vector {
-            let kept = match t.checked_numbers() {
-                Some(array) => kept_text(t, array).and_then(|k| kept(k, dim)),
-                None => kept_vector(t, dim),
-            };
-            if let Some(v) = kept {
-                return v;
-            }
+        if ty == FieldType::Vector
+            && let Some(v) = kept_array(t, dim)
+        {
+            return v.map(Field::into_value);
         }
         return coerce_value(&Cell::Json(json_array_value(t)), ty, dim);
     }
@@ -538,7 +627,7 @@ fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value,
         FieldType::Float32 => coerce_f32(cell).map(Value::Float),
         FieldType::Bool => coerce_bool(cell).map(Value::Bool),
         FieldType::String | FieldType::Text => coerce_string(cell).map(Value::Str),
-        FieldType::Vector => coerce_vector(cell, dim),
+        FieldType::Vector => coerce_vector(cell, dim).map(Field::into_value),
         FieldType::ListString => match cell {
             Cell::StrList(v) => Ok(Value::StrList(v.clone())),
             other => match json_of(other)? {
@@ -1125,6 +1214,70 @@ mod vector_text_tests {
                     .map_err(String::clone)
             };
             assert_eq!(as_json(&kept), as_json(&unchecked), "{ty} {text}");
+        }
+    }
+
+    #[test]
+    fn a_borrowed_field_is_written_as_its_owned_value_is() {
+        let text = |s: &str| Cell::Text(s.into());
+        let long = |items: &str| format!("[{}]", vec![items; 40].join(","));
+        let checked = |t: &str| {
+            let array = crate::source::scan_numbers(t.as_bytes(), 0).expect("numbers");
+            Cell::JsonArray(crate::source::ArrayText::numbers(t, array))
+        };
+        let cases = [
+            (text("[0.5,-1,2e-3,8]"), FieldType::Vector, Some(4)),
+            (text(" [ 0.5, -1 ,2e-3, 8 ] "), FieldType::Vector, Some(4)),
+            (text("[0.5,-1,2e-3]"), FieldType::Vector, Some(4)),
+            (text("[0.5,\"x\",1,2]"), FieldType::Vector, Some(4)),
+            (text("[1e39,1,2,3]"), FieldType::Vector, Some(4)),
+            (text("[]"), FieldType::Vector, None),
+            (
+                Cell::F32List(vec![0.1, -0.0, 1e-45, f32::MAX]),
+                FieldType::Vector,
+                Some(4),
+            ),
+            (Cell::F32List(vec![0.1, f32::NAN, 1.0, 2.0]), FieldType::Vector, Some(4)),
+            (Cell::F32List(vec![0.1]), FieldType::Vector, Some(4)),
+            (Cell::F32List(vec![]), FieldType::Vector, None),
+            (Cell::JsonArray(long("0.5").into()), FieldType::Vector, Some(40)),
+            (checked(&long("0.5")), FieldType::Vector, Some(40)),
+            (checked(&long("0.5")), FieldType::Vector, Some(3)),
+            (checked(&long("1e39")), FieldType::Vector, None),
+            (Cell::JsonArray(long("\"x\"").into()), FieldType::Vector, None),
+            (text("héllo \"quoted\"\n\u{1}"), FieldType::String, None),
+            (text("x"), FieldType::Text, None),
+            (Cell::Int(7), FieldType::String, None),
+            (text("2025-08-12T11:33:56+08:00"), FieldType::DateTime, None),
+            (text("2025-08-12T11:33Z"), FieldType::DateTime, None),
+            (text("2025-08-12"), FieldType::DateTime, None),
+            (
+                Cell::Timestamp("1970-01-01T00:00:00Z".into()),
+                FieldType::DateTime,
+                None,
+            ),
+            (
+                Cell::StrList(vec!["a".into(), "\"b\"".into()]),
+                FieldType::ListString,
+                None,
+            ),
+            (Cell::StrList(vec![]), FieldType::ListString, None),
+            (text("[\"a\",\"b\"]"), FieldType::ListString, None),
+            (text("12"), FieldType::Int64, None),
+        ];
+        for (cell, ty, dim) in cases {
+            let fast = coerce_field(&cell, ty, dim).map(|f| serialise_row("id", &PrimaryKey::Int(1), &[("f", f)]));
+            let owned = coerce_value(&cell, ty, dim)
+                .map(|v| serialise_row("id", &PrimaryKey::Int(1), &[("f", Field::Value(v))]));
+            assert_eq!(fast, owned, "{cell:?} as {ty}");
+            if let Ok(row) = &fast {
+                // The same bytes as serde_json writes for the owned value (a kept vector text as it is).
+                let v = coerce_value(&cell, ty, dim).expect("typed");
+                if !matches!(v, Value::VectorText(_)) {
+                    let want = format!("{{\"id\":1,\"f\":{}}}", serde_json::to_string(&v).expect("json"));
+                    assert_eq!(&**row, want, "{cell:?} as {ty}");
+                }
+            }
         }
     }
 

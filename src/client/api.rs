@@ -1,8 +1,8 @@
 //! API shapes: paths, request bodies and the reading of responses, for V1 and V2.
 //!
-//! Owns: building a request body once from pre-serialised rows, and classifying a response
-//! (HTTP status first, then V1 numeric `code` with `message`/`msg`, or V2 string `code`) into what
-//! the sender must do.
+//! Owns: building a request body once from pre-serialised rows (into a new or a reused buffer),
+//! and classifying a response (HTTP status first, then V1 numeric `code` with `message`/`msg`, or
+//! V2 string `code`) into what the sender must do.
 //! Never: sends, signs or retries.
 
 use bytes::Bytes;
@@ -43,17 +43,33 @@ pub struct Flags {
 
 /// Builds the JSON body for `records` (all of `op`, one TTL), from their pre-serialised rows.
 pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: Option<u32>, flags: Flags, records: &[Record]) -> Bytes {
+    let mut out = Vec::new();
+    write_body(&mut out, api, locator, op, ttl, flags, records);
+    Bytes::from(out)
+}
+
+/// [`body`], written into `out` (cleared first; a buffer reused keeps its room).
+pub fn write_body(
+    out: &mut Vec<u8>,
+    api: ApiVersion,
+    locator: &Locator,
+    op: Op,
+    ttl: Option<u32>,
+    flags: Flags,
+    records: &[Record],
+) {
     let rows_len: usize = records.iter().map(|r| r.json.len() + 1).sum();
-    let mut out = Vec::with_capacity(rows_len + 128);
+    out.clear();
+    out.reserve(rows_len + 128);
     out.push(b'{');
     let (key, value) = match locator {
         Locator::Name(n) => ("collection_name", n),
         Locator::ResourceId(r) => ("resource_id", r),
         Locator::Alias(a) => ("collection_alias", a),
     };
-    push_json_str(&mut out, key);
+    push_json_str(out, key);
     out.push(b':');
-    push_json_str(&mut out, value);
+    push_json_str(out, value);
     if op == Op::Delete {
         out.extend_from_slice(match api {
             ApiVersion::V2 => b",\"ids\":[",
@@ -64,7 +80,7 @@ pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: Option<u32>, flags:
                 out.push(b',');
             }
             // Keys serialise infallibly into a Vec.
-            let _ = serde_json::to_writer(&mut out, &r.key);
+            let _ = serde_json::to_writer(&mut *out, &r.key);
         }
         out.push(b']');
     } else {
@@ -90,7 +106,6 @@ pub fn body(api: ApiVersion, locator: &Locator, op: Op, ttl: Option<u32>, flags:
         }
     }
     out.push(b'}');
-    Bytes::from(out)
 }
 
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
@@ -241,6 +256,21 @@ mod tests {
                 row: 1,
                 seq: 0,
             },
+        }
+    }
+
+    #[test]
+    fn a_body_written_into_a_used_buffer_is_the_same_body() {
+        let recs = vec![
+            rec(PrimaryKey::Int(1), r#"{"id":1,"v":[0.5]}"#),
+            rec(PrimaryKey::Str(Arc::from("k")), r#"{"id":"k"}"#),
+        ];
+        let loc = Locator::Name("c".into());
+        let mut buf = b"{\"left over from an earlier, longer body\":[1,2,3,4,5,6,7,8]}".to_vec();
+        for (op, ttl) in [(Op::Upsert, Some(60)), (Op::Delete, None), (Op::Update, None)] {
+            write_body(&mut buf, ApiVersion::V2, &loc, op, ttl, Flags::default(), &recs);
+            let fresh = body(ApiVersion::V2, &loc, op, ttl, Flags::default(), &recs);
+            assert_eq!(&buf[..], &fresh[..]);
         }
     }
 

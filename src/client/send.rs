@@ -1,9 +1,9 @@
 //! The sender: signs and sends one batch, retries what is retryable, and isolates refused rows.
 //!
-//! Owns: the HTTP client (rustls, keep-alive pool, timeouts), per-attempt signing (fresh `X-Date`,
-//! body hashed once per body), backoff (capped exponential, full jitter, `Retry-After` honoured),
-//! feeding throttles to the limiter, and splitting a refused batch in halves until each refused
-//! row stands alone.
+//! Owns: the HTTP client (rustls, keep-alive pool, timeouts), request bodies' buffers (reused),
+//! per-attempt signing (fresh `X-Date`, body hashed once per body), backoff (capped exponential,
+//! full jitter, `Retry-After` honoured), feeding throttles to the limiter, and splitting a refused
+//! batch in halves until each refused row stands alone.
 //! Never: drops a row (every row comes back applied or rejected, or the whole call fails),
 //! reorders rows of a key, or puts a secret into an error or log.
 
@@ -91,6 +91,51 @@ pub struct Flow {
     pub concurrency: Arc<ConcurrencyController>,
 }
 
+/// Request bodies' buffers, handed back when the last copy of a body is dropped (sent, or given up)
+/// and reused for the next body: a fresh buffer of a few hundred KiB for every request was fresh
+/// memory from the allocator each time (page faults, and heap growing and trimming), about as
+/// much CPU as writing the body. At most [`POOLED_BODIES`] are kept; buffers larger than
+/// [`POOLED_BODY_MAX`] are not.
+#[derive(Debug, Default)]
+struct BodyPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+/// About the requests in flight at the usual concurrency.
+const POOLED_BODIES: usize = 8;
+/// A bigger buffer (a request of unusually large rows) goes back to the allocator.
+const POOLED_BODY_MAX: usize = 4 << 20;
+
+impl BodyPool {
+    /// An empty buffer, with room from an earlier body when there is one.
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().ok().and_then(|mut pool| pool.pop()).unwrap_or_default()
+    }
+}
+
+/// A body's bytes, back to the pool when `Bytes` drops its last copy.
+struct PooledBody {
+    buf: Vec<u8>,
+    pool: Arc<BodyPool>,
+}
+
+impl AsRef<[u8]> for PooledBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if buf.capacity() <= POOLED_BODY_MAX
+            && let Ok(mut pool) = self.pool.0.lock()
+            && pool.len() < POOLED_BODIES
+        {
+            pool.push(buf);
+        }
+    }
+}
+
 /// Sends batches to one collection. Cheap to share behind an `Arc`.
 pub struct Sender {
     http: reqwest::Client,
@@ -101,6 +146,7 @@ pub struct Sender {
     flow: Flow,
     retry: RetryConfig,
     stats: Arc<Stats>,
+    bodies: Arc<BodyPool>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -173,6 +219,7 @@ impl Sender {
             flow,
             retry,
             stats,
+            bodies: Arc::default(),
         })
     }
 
@@ -209,7 +256,9 @@ impl Sender {
 
     async fn send_with_retry(&self, op: Op, ttl: Option<u32>, rows: &[Record]) -> Result<Sent, SendError> {
         let t = &self.target;
-        let body = api::body(
+        let mut buf = self.bodies.take();
+        api::write_body(
+            &mut buf,
             t.api,
             &t.locator,
             op,
@@ -220,6 +269,10 @@ impl Sender {
             },
             rows,
         );
+        let body = Bytes::from_owner(PooledBody {
+            buf,
+            pool: Arc::clone(&self.bodies),
+        });
         let hash = sign::sha256_hex(&body);
         let path = api::path(t.api, op);
         let backoff = ExponentialBuilder::default()
@@ -492,6 +545,32 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_buffer_goes_back_to_the_pool_when_its_last_copy_is_dropped() {
+        let pool = Arc::new(BodyPool::default());
+        let pooled = |buf: Vec<u8>| {
+            Bytes::from_owner(PooledBody {
+                buf,
+                pool: Arc::clone(&pool),
+            })
+        };
+        let body = pooled(b"{\"a\":1}".to_vec());
+        let copy = body.clone();
+        drop(body);
+        assert_eq!(pool.0.lock().expect("pool").len(), 0, "a copy is still alive");
+        assert_eq!(&copy[..], b"{\"a\":1}");
+        drop(copy);
+        let again = pool.take();
+        assert!(again.is_empty() && again.capacity() >= 7, "{again:?}");
+        assert!(pool.take().capacity() == 0, "one buffer was pooled");
+        // At most POOLED_BODIES are kept, and none larger than POOLED_BODY_MAX.
+        drop(pooled(Vec::with_capacity(POOLED_BODY_MAX + 1)));
+        assert_eq!(pool.0.lock().expect("pool").len(), 0);
+        let bodies: Vec<Bytes> = (0..POOLED_BODIES + 3).map(|_| pooled(vec![1; 16])).collect();
+        drop(bodies);
+        assert_eq!(pool.0.lock().expect("pool").len(), POOLED_BODIES);
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {
