@@ -556,13 +556,7 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
         return v;
     }
     let v: Vec<f32> = match cell {
-        Cell::F32List(v) => {
-            if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
-                return Err(format!("vector element {bad} is not finite"));
-            }
-            check_dimensions(v.len(), dim)?;
-            return Ok(Field::Vector(v));
-        }
+        Cell::F32List(v) => return check_vector(v, dim).map(|()| Field::Vector(v)),
         Cell::F64List(v) => v.iter().map(|x| *x as f32).collect(),
         Cell::IntList(v) => v.iter().map(|x| *x as f32).collect(),
         other => match json_of(other)? {
@@ -576,11 +570,16 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
             None => return Err(format!("{} is not a vector", describe(other))),
         },
     };
+    check_vector(&v, dim)?;
+    Ok(Field::Value(Value::Vector(v)))
+}
+
+/// Every element finite, and the collection's number of them.
+fn check_vector(v: &[f32], dim: Option<usize>) -> Result<(), String> {
     if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
         return Err(format!("vector element {bad} is not finite"));
     }
-    check_dimensions(v.len(), dim)?;
-    Ok(Field::Value(Value::Vector(v)))
+    check_dimensions(v.len(), dim)
 }
 
 fn check_dimensions(n: usize, dim: Option<usize>) -> Result<(), String> {
@@ -603,24 +602,23 @@ fn coerce_field(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Field<
         (FieldType::DateTime, Cell::Timestamp(s)) => Ok(Field::Str(s)),
         (FieldType::DateTime, Cell::Text(s)) if valid_date_time(s) => Ok(Field::Str(s)),
         (FieldType::ListString, Cell::StrList(v)) => Ok(Field::StrList(v)),
-        (FieldType::Vector, Cell::JsonArray(t)) => match kept_array(t, dim) {
-            Some(v) => v,
-            None => coerce_value(&Cell::Json(json_array_value(t)), ty, dim).map(Field::Value),
-        },
+        (_, Cell::JsonArray(t)) => {
+            // A long JSONL array: a vector straight from its text (checked by the reader already,
+            // or here), anything else parsed first.
+            if ty == FieldType::Vector
+                && let Some(v) = kept_array(t, dim)
+            {
+                return v;
+            }
+            coerce_value(&Cell::Json(json_array_value(t)), ty, dim).map(Field::Value)
+        }
         _ => coerce_value(cell, ty, dim).map(Field::Value),
     }
 }
 
 fn coerce_value(cell: &Cell, ty: FieldType, dim: Option<usize>) -> Result<Value, String> {
-    if let Cell::JsonArray(t) = cell {
-        // A long JSONL array: a vector straight from its text (checked by the reader already, or
-        // here), anything else parsed first.
-        if ty == FieldType::Vector
-            && let Some(v) = kept_array(t, dim)
-        {
-            return v.map(Field::into_value);
-        }
-        return coerce_value(&Cell::Json(json_array_value(t)), ty, dim);
+    if let Cell::JsonArray(_) = cell {
+        return coerce_field(cell, ty, dim).map(Field::into_value);
     }
     match ty {
         FieldType::Int64 => coerce_int(cell).map(Value::Int),

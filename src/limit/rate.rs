@@ -5,8 +5,8 @@
 //! curve (cut by [`BETA`] on a congestion event, back to the old rate after K seconds, then
 //! probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a request sent
 //! before the last cut, or within a tick of it, is the same event), the first event's estimate
-//! when it ends a ramp, a double cut during a start-up overload, `Retry-After` pauses, and the measured accepted rate. Never: sends,
-//! retries, or waits while holding its lock.
+//! when it ends a ramp, a double cut during a start-up overload, `Retry-After` pauses, and the
+//! measured accepted rate. Never: sends, retries, or waits while holding its lock.
 //!
 //! Why not governor: its rate is fixed at construction, and swapping limiters on every change
 //! hands out a fresh burst or starts drained; the curve changes the rate every tick.

@@ -482,9 +482,7 @@ impl Storage {
         files.sort_by(|a, b| a.url.key.cmp(&b.url.key));
         Ok(files)
     }
-}
 
-impl Storage {
     /// An empty listing is what `serve` waits on, but it is also what a web server that is not
     /// an S3 API makes of a listing (200 and an HTML page, which reads as no keys). A HEAD of a
     /// key that cannot exist tells them apart: an S3 API answers 404. Access denied cannot tell,

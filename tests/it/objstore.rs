@@ -626,6 +626,36 @@ async fn a_hostile_endpoint_is_a_clear_error_not_a_panic() {
     emu.shutdown().await;
 }
 
+/// `vikingsync serve` on `dir`'s sync.toml, its log in serve.log, once it listens.
+async fn start_serve(dir: &Path) -> tokio::process::Child {
+    let log = std::fs::File::create(dir.join("serve.log")).expect("log");
+    let mut child = s3_binary(dir, &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn serve");
+    let (_, mut lines) = listening_address(&mut child).await;
+    // Keep reading stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// SIGTERM, then the exit code (within 30 s).
+async fn stop_serve(child: &mut tokio::process::Child) -> Option<i32> {
+    let pid = child.id().expect("running");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait")
+        .code()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_picks_up_new_objects_by_listing() {
     let Some(moto) = Moto::start(&[]).await else { return };
@@ -644,19 +674,7 @@ async fn serve_picks_up_new_objects_by_listing() {
     ) + &moto.storage()
         + "\n[serve]\nrescan = 0.2\nlinger = 0.05\n";
     write_config(dir.path(), &cfg);
-    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
-    let mut child = s3_binary(
-        dir.path(),
-        &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(log)
-    .kill_on_drop(true)
-    .spawn()
-    .expect("spawn serve");
-    let (_, mut lines) = listening_address(&mut child).await;
-    // Keep reading stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut child = start_serve(dir.path()).await;
     let log_text = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     let wait_for = async |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -674,17 +692,7 @@ async fn serve_picks_up_new_objects_by_listing() {
     let second = upserts_with_bad(42, "t", 80, 1_000_000);
     moto.put("data", "drop/002.csv", encode(Fmt::Csv, &second, false)).await;
     wait_for(first.len() + second.len()).await;
-    let pid = child.id().expect("running");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0), "{}", log_text());
+    assert_eq!(stop_serve(&mut child).await, Some(0), "{}", log_text());
     let (expected, _) = model(&[("001.csv", &first), ("002.csv", &second)]);
     let actual = emu.records("items").expect("c");
     assert_eq!(actual.len(), expected.len());
@@ -715,18 +723,7 @@ async fn serve_waits_on_an_empty_prefix_but_stops_on_an_endpoint_that_is_not_s3(
     ) + &moto.storage()
         + "\n[serve]\nrescan = 0.1\nlinger = 0.05\n";
     write_config(dir.path(), &cfg);
-    let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
-    let mut child = s3_binary(
-        dir.path(),
-        &["serve", "--config", "sync.toml", "--listen", "127.0.0.1:0"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(log)
-    .kill_on_drop(true)
-    .spawn()
-    .expect("spawn serve");
-    let (_, mut lines) = listening_address(&mut child).await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut child = start_serve(dir.path()).await;
     let log_text = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     // Ten listings or more of the empty prefix.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -746,17 +743,7 @@ async fn serve_waits_on_an_empty_prefix_but_stops_on_an_endpoint_that_is_not_s3(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let pid = child.id().expect("running");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0), "{}", log_text());
+    assert_eq!(stop_serve(&mut child).await, Some(0), "{}", log_text());
 
     // A web server: every request answered 200 with a page.
     const HTML: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 20\r\nconnection: close\r\n\r\n<html>welcome</html>";
