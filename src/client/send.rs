@@ -227,8 +227,8 @@ impl Sender {
     /// call fails and the run must stop.
     pub async fn send(&self, batch: Batch) -> Result<BatchResult, SendError> {
         let mut result = BatchResult::default();
-        // Depth-first over pieces, left first, so rows keep their order. A batch larger than what
-        // the rate allows in `REQUEST_SPAN` goes as several smaller requests, in order.
+        // Depth-first over pieces, left first, so rows keep their order. A batch larger than the
+        // rate controller's request size goes as several smaller requests, in order.
         let size = self.request_rows(batch.op, batch.records.len());
         let mut records = batch.records;
         let mut stack = Vec::with_capacity(records.len().div_ceil(size));
@@ -329,16 +329,10 @@ impl Sender {
         }
     }
 
-    /// Rows per request for `op` now: at most what the rate allows in [`REQUEST_SPAN`] (at least
-    /// [`MIN_REQUEST_ROWS`]), so that a server whose burst is a fraction of a second of quota
-    /// always has room for a request, and several writers' requests do not collide.
+    /// Rows per request for `op` now: the rate controller sizes requests (see
+    /// [`RateController::request_rows`]).
     fn request_rows(&self, op: Op, batch: usize) -> usize {
-        match self.rate_for(op).current_rate() {
-            Some(rate) => ((f64::from(rate) * REQUEST_SPAN.as_secs_f64()) as usize)
-                .max(MIN_REQUEST_ROWS)
-                .min(batch.max(1)),
-            None => batch.max(1),
-        }
+        self.rate_for(op).request_rows(batch)
     }
 
     /// Whether the endpoint answers HTTP at all (any status): a GET of its root, unsigned. For
@@ -500,11 +494,6 @@ impl Sender {
         builder.body(body)
     }
 }
-
-/// A request carries at most this much of the current rate.
-const REQUEST_SPAN: Duration = Duration::from_millis(50);
-/// ... and at least this many rows (fewer only when the batch has fewer).
-const MIN_REQUEST_ROWS: usize = 10;
 
 /// A data-plane write answer is a few hundred bytes; anything bigger is not one, and is not read
 /// into memory.

@@ -1,7 +1,8 @@
 //! The rate controller: a token bucket in rows whose fill rate finds the server's quota.
 //!
 //! Owns: pacing (one bucket per collection and write path, shared by every sender of the
-//! process; grants leave at a random point of a quarter of their interval), the fill rate's CUBIC
+//! process; grants leave at a random point of a quarter of their interval), the size of a request
+//! (a span of the rate that shrinks with it, for fair shares), the fill rate's CUBIC
 //! curve (cut by [`BETA`] on a congestion event, back to the old rate after K seconds, then
 //! probing above it; [`C_REQUESTS`]), one cut per congestion event (a throttle of a request sent
 //! before the last cut, or within a tick of it, is the same event), the first event's estimate
@@ -27,10 +28,9 @@ pub const C_REQUESTS: f64 = 0.4;
 /// Fast convergence applies when an event's rate is below this share of the previous `W_max`.
 /// A writer alone at its quota is cut on the convex side, at or above `W_max`; a writer that shares
 /// the quota is cut while still climbing back to it, or on the plateau just below it, when the
-/// other writer grows. Writers sharing a quota are refused about equally often whatever their
-/// rates (requests carry 50 ms of their own rate, so every writer sends ~20 a second), so
-/// their shares converge only through what each forgets here; at 0.9 the rule rarely fired and
-/// two writers kept a 1:2 split for a whole run.
+/// other writer grows. What each writer forgets here is one of the two forces that bring shares
+/// together (the other is the request size, see [`RateController::request_rows`]); at 0.9 the
+/// rule rarely fired and two writers kept a 1:2 split for a whole run.
 const FAST_CONVERGENCE: f64 = 0.98;
 /// Start-up is over once this passes between two congestion events.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -60,6 +60,14 @@ const JITTER: f64 = 0.25;
 const MAX_JITTER: Duration = Duration::from_millis(100);
 /// Longest single sleep of a waiting sender: it re-checks after a rate change.
 const MAX_NAP: Duration = Duration::from_millis(100);
+/// A request carries at most this much of the current rate, at the reference rate (below).
+const REQUEST_SPAN: Duration = Duration::from_millis(50);
+/// ... and at least this many rows (fewer only when the batch has fewer).
+const MIN_REQUEST_ROWS: usize = 10;
+/// The reference rate when there is no ceiling: the documented default quota, rows/s.
+const REFERENCE_RATE: f64 = 1500.0;
+/// Below the reference, a request's span shrinks with the rate, down to this share of it.
+const SPAN_FLOOR: f64 = 0.25;
 
 /// Paces rows; finds the quota below an optional ceiling. Cheap to share behind an `Arc`.
 pub struct RateController {
@@ -68,6 +76,9 @@ pub struct RateController {
     /// Bucket size: one largest request. A request never waits for more than one request's worth
     /// of burst, and the server never sees a burst from this process.
     capacity: f64,
+    /// The rate at which a request carries the whole [`REQUEST_SPAN`]: the ceiling, or
+    /// [`REFERENCE_RATE`]. The same for every writer of a collection with the same configuration.
+    reference: f64,
 
     state: Mutex<State>,
 }
@@ -138,6 +149,7 @@ impl RateController {
         RateController {
             ceiling,
             capacity,
+            reference: ceiling.unwrap_or(REFERENCE_RATE * HEADROOM),
             state: Mutex::new(State {
                 paced: ceiling.is_some(),
                 rate,
@@ -382,6 +394,29 @@ impl RateController {
         s.paced.then(|| s.rate.round() as u32)
     }
 
+    /// Rows per request now, for a batch of `batch` rows: `rate × REQUEST_SPAN × rate /
+    /// reference` (the span shrinks with the rate, down to [`SPAN_FLOOR`] of it), at least
+    /// [`MIN_REQUEST_ROWS`], at most the batch; the whole batch while unpaced.
+    ///
+    /// Requests carry a bounded share of a second so that a server whose burst is a fraction of a
+    /// second of quota always has room for one. The span shrinks with the rate for fairness
+    /// between writers that share a quota without talking to each other: with a span of the same
+    /// 50 ms, every writer sends ~20 requests a second whatever its share, is refused about as
+    /// often and cut by the same ratio, and CUBIC returns each to its own `W_max`, so a split made
+    /// at start-up stayed (4 of 13 q5 runs 21–32% apart). Here a writer at twice the
+    /// other's rate sends requests four times as large, every twice as long: when the server's
+    /// bucket runs low, its requests are the ones that do not fit, so the larger writer is cut
+    /// more often and the shares converge; and writers at different rates have different
+    /// periods, so no writer's requests stay locked just behind another's.
+    pub fn request_rows(&self, batch: usize) -> usize {
+        let batch = batch.max(1);
+        let Some(rate) = self.current_rate().map(f64::from) else {
+            return batch;
+        };
+        let span = REQUEST_SPAN.as_secs_f64() * (rate / self.reference).clamp(SPAN_FLOOR, 1.0);
+        ((rate * span) as usize).max(MIN_REQUEST_ROWS).min(batch)
+    }
+
     /// How many congestion events cut the rate.
     pub fn cuts(&self) -> u64 {
         self.lock().cuts
@@ -391,6 +426,7 @@ impl RateController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
     async fn paces_rows_to_the_ceiling_with_one_request_of_burst() {
@@ -607,5 +643,125 @@ mod tests {
         assert!(lim.throttled(sent, None));
         let after = f64::from(lim.current_rate().expect("paced"));
         assert!((after / before - BETA).abs() < 0.02, "{before} -> {after}");
+    }
+
+    /// A strict server's bucket: `quota` rows/s, holding at most `burst` rows.
+    struct StrictServer {
+        quota: f64,
+        burst: f64,
+        tokens: f64,
+        at: Instant,
+    }
+
+    impl StrictServer {
+        fn take(&mut self, rows: usize) -> bool {
+            let now = Instant::now();
+            let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.quota;
+            self.tokens = (self.tokens + refill).min(self.burst);
+            self.at = now;
+            let fits = self.tokens >= rows as f64;
+            if fits {
+                self.tokens -= rows as f64;
+            }
+            fits
+        }
+    }
+
+    /// Writers that share a strict server (1,500 rows/s, a tenth of a second of burst), each
+    /// with its own controller at the default ceiling: requests sized and paced by it, round trips
+    /// of 1–5 ms, a refused request's rows sent again. The second and later writers start `join`
+    /// after the first. Returns each writer's rows taken in `[join + from, join + secs)`.
+    async fn share_a_strict_server(writers: usize, join: f64, from: f64, secs: f64) -> Vec<f64> {
+        let start = Instant::now();
+        let server = Arc::new(Mutex::new(StrictServer {
+            quota: 1500.0,
+            burst: 150.0,
+            tokens: 150.0,
+            at: start,
+        }));
+        let count_from = start + Duration::from_secs_f64(join + from);
+        let until = start + Duration::from_secs_f64(join + secs);
+        let tasks: Vec<_> = (0..writers)
+            .map(|i| {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_secs_f64(join)).await;
+                    }
+                    let lim = RateController::new(1500, 100);
+                    let mut counted = 0.0;
+                    while Instant::now() < until {
+                        let rows = lim.request_rows(100);
+                        let sent = lim.acquire(rows).await;
+                        let trip = 0.001 + 0.004 * rand::random::<f64>();
+                        tokio::time::sleep(Duration::from_secs_f64(trip)).await;
+                        if server.lock().map(|mut s| s.take(rows)).unwrap_or(false) {
+                            lim.accepted(rows);
+                            if Instant::now() >= count_from {
+                                counted += rows as f64;
+                            }
+                        } else {
+                            lim.throttled(sent, None);
+                        }
+                    }
+                    counted
+                })
+            })
+            .collect();
+        let mut taken = Vec::new();
+        for task in tasks {
+            taken.push(task.await.expect("writer"));
+        }
+        taken
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writers_sharing_a_strict_server_converge_to_fair_shares() {
+        // Two writers that start together (bench/flow.py's q5), and a newcomer beside a writer
+        // that had the quota to itself for 5 s, 80 simulated runs each. One run's gap
+        // (|a − b| / max) is noisy, so the test is on the mean. With requests of the same 50 ms
+        // of every writer's rate, the mean over 30 runs was 23–28% (17–22 of 30 runs over 20%).
+        // With the span shrinking with the rate, it was 13–18% (8–13 of 30).
+        for (scenario, join, from, secs) in [("together", 0.0, 0.0, 20.0), ("newcomer", 5.0, 5.0, 25.0)] {
+            let mut gaps = Vec::new();
+            for _ in 0..80 {
+                let taken = share_a_strict_server(2, join, from, secs).await;
+                let (hi, lo) = (taken[0].max(taken[1]), taken[0].min(taken[1]));
+                let used = (hi + lo) / (secs - from) / 1500.0;
+                assert!(used >= 0.9, "{scenario}: together {:.1}% of the quota", 100.0 * used);
+                gaps.push(100.0 * (hi - lo) / hi);
+            }
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            assert!(mean < 20.0, "{scenario}: mean gap {mean:.1}%: {gaps:.0?}");
+        }
+    }
+
+    #[test]
+    fn a_request_carries_a_span_that_shrinks_with_the_rate() {
+        // Unpaced (no ceiling, no throttle yet): the whole batch.
+        assert_eq!(RateController::new(0, 100).request_rows(100), 100);
+        // At the ceiling (1,470 rows/s paced): 50 ms of it.
+        let lim = RateController::new(1500, 100);
+        assert_eq!(lim.request_rows(100), 73);
+        assert_eq!(lim.request_rows(40), 40, "never more than the batch");
+        // At 1,000 rows/s: 50 ms × 1,000/1,470 of it, 34 rows (not 50).
+        lim.lock().rate = 1000.0;
+        assert_eq!(lim.request_rows(100), 34);
+        // At 400: 5 rows by the span, but at least 10.
+        lim.lock().rate = 400.0;
+        assert_eq!(lim.request_rows(100), 10);
+        // Far below a high ceiling (an async quota of 15,000 found at 2,000): the span stops
+        // shrinking at a quarter of 50 ms, 25 rows (not 14).
+        let lim = RateController::new(15_000, 100);
+        lim.lock().rate = 2000.0;
+        assert_eq!(lim.request_rows(100), 25);
+        // No ceiling: the documented default quota is the reference.
+        let lim = RateController::new(0, 100);
+        {
+            let mut s = lim.lock();
+            s.paced = true;
+            s.rate = 735.0;
+        }
+        assert_eq!(lim.request_rows(100), 18);
     }
 }
