@@ -388,6 +388,65 @@ async fn retry_after_never_outlasts_max_elapsed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_request_sized_before_the_cut_goes_again_as_smaller_requests() {
+    // At the 1,500 rows/s ceiling a full request carries 73 rows. The server throttles the first
+    // such request, which cuts the rate, and a request may then carry fewer rows. Those 73 rows
+    // must go again as smaller requests, not as the same 73: at a strict server a request larger
+    // than the others' rarely finds room, and its retries backed off to seconds while the process
+    // sent nothing.
+    let dir = tempdir();
+    let expected = upserts(dir.path(), "rows.csv", 2000, 12);
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let requests = Arc::new(std::sync::Mutex::new(Vec::<Vec<String>>::new()));
+    let seen = requests.clone();
+    let throttled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answer = response(
+        "429 Too Many Requests",
+        "Content-Type: application/json\r\n",
+        br#"{"code":"RequestLimitExceeded","message":"the collection's row quota cannot take them now"}"#,
+    );
+    let policy: Policy = Arc::new(move |_, req: &Req| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let keys: Vec<String> = body["data"]
+            .as_array()
+            .map(|rows| rows.iter().map(|r| r["id"].to_string()).collect())
+            .unwrap_or_default();
+        let full = keys.len() >= 73;
+        if let Ok(mut s) = seen.lock() {
+            s.push(keys);
+        }
+        if full && !throttled.swap(true, Ordering::SeqCst) {
+            Act::Raw(answer.clone())
+        } else {
+            Act::Forward
+        }
+    });
+    let server = hostile(Some(emu.endpoint()), policy).await;
+    let cfg = upserts_at(&server.endpoint, "v2", "rows.csv", 1500).replace("concurrency = 4\n", "concurrency = 1\n");
+    write_config(dir.path(), &cfg);
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_state(&emu, &expected, &shown);
+    let requests = requests.lock().map(|s| s.clone()).unwrap_or_default();
+    let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+    let at = sizes.iter().position(|n| *n >= 73).expect("a full request");
+    assert_eq!(sizes[at], 73, "50 ms of 1,470 rows/s: {sizes:?}\n{shown}");
+    // The next requests (one in flight at a time) are those rows again, in order, in pieces of
+    // what the cut rate allows.
+    let mut again = Vec::new();
+    for keys in &requests[at + 1..] {
+        if again.len() >= 73 {
+            break;
+        }
+        assert!(keys.len() < 73, "resent whole after the cut: {sizes:?}\n{shown}");
+        again.extend_from_slice(keys);
+    }
+    assert_eq!(again, requests[at], "the same rows, in order: {sizes:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_answer_is_not_read_into_memory() {
     let dir = tempdir();
     upserts(dir.path(), "rows.csv", 10, 5);
