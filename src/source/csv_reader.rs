@@ -2,8 +2,9 @@
 //!
 //! Owns: header handling (required; a UTF-8 byte order mark is dropped), field-count checks
 //! against the header, UTF-8 checks per cell, quoted fields that never close, and byte-offset
-//! positions in the decompressed stream (the csv crate counts from where it started; the base is
-//! added here).
+//! positions in the decompressed stream (the record splitter, `csv_split`, counts from where it
+//! started; the base is added here). Field counts are checked here, against the header: the
+//! splitter takes any number of fields.
 //! Never: interprets a cell (no numbers, no trimming), reads more than one record at a time, or
 //! stops the file for a bad record: a record whose field count differs from the header's, or a
 //! cell that is not UTF-8, is a `ReadError::Row` and reading goes on.
@@ -34,7 +35,7 @@ pub(super) struct CsvReader {
     base: u64,
     /// Data rows read so far, including those before the resume position.
     rows: u64,
-    /// Whether the csv crate's line numbers are the file's (false after a seek).
+    /// Whether the splitter's line numbers are the file's (false after a seek).
     lines_known: bool,
     counter: ByteCounter,
     done: bool,
@@ -95,9 +96,9 @@ enum QState {
 /// Follows the csv crate's quoting rules (RFC 4180, `""` as an escaped quote, `\r`, `\n` or
 /// `\r\n` ending a record) over the bytes it reads, and turns the end of the stream inside a
 /// quoted field, or a quoted field longer than `MAX_QUOTED_FIELD`, into an `io::Error` wrapping
-/// [`OpenQuote`]. It sits below the csv crate's buffer, so that error reaches the csv reader while
-/// it reads the record holding the quote: the records before it have been handed out, that one
-/// never is.
+/// [`OpenQuote`]. It sits below the splitter's buffer, so that error reaches the splitter while it
+/// reads the record holding the quote: the records before it have been handed out, that one never
+/// is.
 pub(super) struct QuoteTracker {
     inner: Box<dyn Read + Send>,
     delimiter: u8,
