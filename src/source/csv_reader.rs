@@ -2,8 +2,9 @@
 //!
 //! Owns: header handling (required; a UTF-8 byte order mark is dropped), field-count checks
 //! against the header, UTF-8 checks per cell, quoted fields that never close, and byte-offset
-//! positions in the decompressed stream (the csv crate counts from where it started; the base is
-//! added here).
+//! positions in the decompressed stream (the record splitter, `csv_split`, counts from where it
+//! started; the base is added here). Field counts are checked here, against the header: the
+//! splitter takes any number of fields.
 //! Never: interprets a cell (no numbers, no trimming), reads more than one record at a time, or
 //! stops the file for a bad record: a record whose field count differs from the header's, or a
 //! cell that is not UTF-8, is a `ReadError::Row` and reading goes on.
@@ -21,36 +22,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use csv::ByteRecord;
-
+use super::csv_split::Splitter;
 use super::{ByteCounter, Cell, Compression, Position, RawRow, ReadError, RowReader};
 
 pub(super) struct CsvReader {
     path: PathBuf,
     compression: Compression,
     /// `None` for an empty file (no header, no rows).
-    rdr: Option<csv::Reader<QuoteTracker>>,
-    record: ByteRecord,
+    rdr: Option<Splitter<QuoteTracker>>,
     headers: Vec<Arc<str>>,
     /// Offset in the decompressed stream at which `rdr` started.
     base: u64,
     /// Data rows read so far, including those before the resume position.
     rows: u64,
-    /// Whether the csv crate's line numbers are the file's (false after a seek).
+    /// Whether the splitter's line numbers are the file's (false after a seek).
     lines_known: bool,
     counter: ByteCounter,
     done: bool,
-}
-
-fn builder(delimiter: u8, quoting: bool) -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    // Field counts are checked against the header here, not by the csv crate, which compares
-    // with the first record it reads (a data row after a resume).
-    b.has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .quoting(quoting);
-    b
 }
 
 /// The longest quoted field accepted, in bytes: a longer one is taken for a quote that was never
@@ -108,9 +96,9 @@ enum QState {
 /// Follows the csv crate's quoting rules (RFC 4180, `""` as an escaped quote, `\r`, `\n` or
 /// `\r\n` ending a record) over the bytes it reads, and turns the end of the stream inside a
 /// quoted field, or a quoted field longer than `MAX_QUOTED_FIELD`, into an `io::Error` wrapping
-/// [`OpenQuote`]. It sits below the csv crate's buffer, so that error reaches the csv reader while
-/// it reads the record holding the quote: the records before it have been handed out, that one
-/// never is.
+/// [`OpenQuote`]. It sits below the splitter's buffer, so that error reaches the splitter while it
+/// reads the record holding the quote: the records before it have been handed out, that one never
+/// is.
 pub(super) struct QuoteTracker {
     inner: Box<dyn Read + Send>,
     delimiter: u8,
@@ -129,7 +117,13 @@ pub(super) struct QuoteTracker {
 }
 
 impl QuoteTracker {
-    fn new(inner: Box<dyn Read + Send>, delimiter: u8, quoting: bool, offset: u64, line: Option<u64>) -> Self {
+    pub(super) fn new(
+        inner: Box<dyn Read + Send>,
+        delimiter: u8,
+        quoting: bool,
+        offset: u64,
+        line: Option<u64>,
+    ) -> Self {
         QuoteTracker {
             inner,
             delimiter,
@@ -249,13 +243,11 @@ impl CsvReader {
         let (stream, counter, verified) = super::open_stream(path, object, compression, 0, limit)?;
         let (stream, bom) = super::strip_bom(path, compression, stream)?;
         let tracker = QuoteTracker::new(stream, delimiter, quoting, bom, Some(1));
-        let mut rdr = builder(delimiter, quoting).from_reader(tracker);
-        let mut record = ByteRecord::new();
+        let mut rdr = Splitter::new(tracker, delimiter, quoting);
         let mut reader = CsvReader {
             path: path.to_path_buf(),
             compression,
             rdr: None,
-            record: ByteRecord::new(),
             headers: Vec::new(),
             base: bom,
             rows: 0,
@@ -263,7 +255,7 @@ impl CsvReader {
             counter,
             done: false,
         };
-        let has_header = rdr.read_byte_record(&mut record).map_err(|e| reader.csv_error(e))?;
+        let has_header = rdr.read_record().map_err(|e| reader.csv_error(e))?;
         if !has_header {
             // An empty file: no header and no rows (it may still be being written).
             if let Some((byte, _)) = start
@@ -274,14 +266,14 @@ impl CsvReader {
             reader.done = true;
             return Ok(reader);
         }
-        reader.headers = headers(path, &record)?;
-        let header_end = bom + rdr.position().byte();
+        reader.headers = headers(path, rdr.fields())?;
+        let header_end = bom + rdr.byte();
         match start {
             Some((byte, rows)) if byte > header_end => {
                 drop(rdr);
                 let (stream, counter, _) = super::open_stream(path, object, compression, byte, Some(verified))?;
                 let tracker = QuoteTracker::new(stream, delimiter, quoting, byte, None);
-                reader.rdr = Some(builder(delimiter, quoting).from_reader(tracker));
+                reader.rdr = Some(Splitter::new(tracker, delimiter, quoting));
                 reader.counter = counter;
                 reader.base = byte;
                 reader.rows = rows;
@@ -296,27 +288,28 @@ impl CsvReader {
         Ok(reader)
     }
 
-    fn csv_error(&self, e: csv::Error) -> ReadError {
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<OpenQuote>()) {
-                Some(open) => super::file_error(&self.path, open.to_string()),
-                None => super::stream_error(&self.path, self.compression, &io),
-            },
-            other => super::file_error(&self.path, format!("CSV error: {other:?}")),
-        }
-    }
-
-    fn line_prefix(&self) -> String {
-        match self.record.position() {
-            Some(p) if self.lines_known => format!("line {}: ", p.line()),
-            _ => String::new(),
+    /// The splitter's only errors are the stream's (the csv crate's, with a flexible reader of
+    /// byte records, were too).
+    fn csv_error(&self, io: io::Error) -> ReadError {
+        match io.get_ref().and_then(|e| e.downcast_ref::<OpenQuote>()) {
+            Some(open) => super::file_error(&self.path, open.to_string()),
+            None => super::stream_error(&self.path, self.compression, &io),
         }
     }
 }
 
-fn headers(path: &Path, record: &ByteRecord) -> Result<Vec<Arc<str>>, ReadError> {
-    let mut names: Vec<Arc<str>> = Vec::with_capacity(record.len());
-    for (i, field) in record.iter().enumerate() {
+/// "line N: " for a message about the record just read, when lines are known.
+fn line_prefix(rdr: &Splitter<QuoteTracker>, lines_known: bool) -> String {
+    if lines_known {
+        format!("line {}: ", rdr.record_line())
+    } else {
+        String::new()
+    }
+}
+
+fn headers<'a>(path: &Path, fields: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Arc<str>>, ReadError> {
+    let mut names: Vec<Arc<str>> = Vec::new();
+    for (i, field) in fields.enumerate() {
         let Ok(name) = std::str::from_utf8(field) else {
             return Err(super::file_error(
                 path,
@@ -344,7 +337,7 @@ impl RowReader for CsvReader {
             return None;
         }
         let rdr = self.rdr.as_mut()?;
-        match rdr.read_byte_record(&mut self.record) {
+        match rdr.read_record() {
             Ok(true) => {}
             Ok(false) => {
                 self.done = true;
@@ -355,15 +348,15 @@ impl RowReader for CsvReader {
                 return Some(Err(self.csv_error(e)));
             }
         }
+        let rdr = &*rdr;
         self.rows += 1;
         let end = Position::Offset {
-            byte: self.base + rdr.position().byte(),
+            byte: self.base + rdr.byte(),
             rows: self.rows,
         };
-        if self.record.len() != self.headers.len() {
-            let raw = self
-                .record
-                .iter()
+        if rdr.len() != self.headers.len() {
+            let raw = rdr
+                .fields()
                 .map(|f| serde_json::Value::String(String::from_utf8_lossy(f).into_owned()))
                 .collect();
             return Some(Err(ReadError::Row {
@@ -373,15 +366,15 @@ impl RowReader for CsvReader {
                 raw: serde_json::Value::Array(raw),
                 message: format!(
                     "{}expected {} fields as in the header, found {}",
-                    self.line_prefix(),
+                    line_prefix(rdr, self.lines_known),
                     self.headers.len(),
-                    self.record.len()
+                    rdr.len()
                 ),
             }));
         }
         let mut cells = Vec::with_capacity(self.headers.len());
         let mut bad: Vec<&str> = Vec::new();
-        for (name, field) in self.headers.iter().zip(self.record.iter()) {
+        for (name, field) in self.headers.iter().zip(rdr.fields()) {
             let cell = if field.is_empty() {
                 Cell::Null
             } else {
@@ -396,7 +389,11 @@ impl RowReader for CsvReader {
             cells.push((name.clone(), cell));
         }
         if !bad.is_empty() {
-            let message = format!("{}column {} is not valid UTF-8", self.line_prefix(), quoted_list(&bad));
+            let message = format!(
+                "{}column {} is not valid UTF-8",
+                line_prefix(rdr, self.lines_known),
+                quoted_list(&bad)
+            );
             let row = RawRow {
                 row: self.rows,
                 cells,

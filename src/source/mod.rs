@@ -22,7 +22,8 @@
 //! Layout: this file holds the contract types shared with the rest of the crate, plus `expand`
 //! (globs), `detect` (extensions), `open` (dispatch), decompression, verification of compressed
 //! streams and byte counting.
-//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each; `object` the S3 client;
+//! `csv_reader`, `jsonl_reader` and `parquet_reader` hold one reader each (`csv_split` splits CSV
+//! records for `csv_reader`); `object` the S3 client;
 //! `numbers` the one-pass check of a flat JSON array of numbers (JSONL arrays, vector text).
 
 // `ReadError` is the shared contract type: its `Row` variant carries the row's raw JSON and
@@ -30,6 +31,7 @@
 #![allow(clippy::result_large_err)]
 
 mod csv_reader;
+mod csv_split;
 mod dead_letter;
 pub use dead_letter::DEAD_LETTER_OP_COLUMN;
 mod jsonl_reader;

@@ -405,6 +405,65 @@ mod tests {
         }
     }
 
+    /// Long arrays (hundreds of numbers, as vectors are), now and then with a flaw: the numbers
+    /// checked one after the other over the whole length agree with serde_json.
+    #[test]
+    fn agrees_with_serde_json_on_long_arrays() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let flaws = [
+            "",
+            " ",
+            ",",
+            "00",
+            "-",
+            ".",
+            "1.",
+            ".5",
+            "e",
+            "1e5",
+            "1e39",
+            "x",
+            "]",
+            "[",
+            "--1",
+            "1.2.3",
+            "123456789012345678901234567890123456789",
+            "0.000000000000001",
+        ];
+        for _ in 0..3_000 {
+            let mut text = String::from("[");
+            let n = 1 + next(300);
+            for i in 0..n {
+                if i > 0 {
+                    text.push(',');
+                }
+                if next(200) == 0 {
+                    text.push_str(flaws[next(flaws.len() as u64) as usize]);
+                }
+                let int = match next(4) {
+                    0 => 0,
+                    1 => next(10),
+                    2 => next(1000),
+                    _ => next(u64::MAX),
+                };
+                let frac = match next(3) {
+                    0 => String::new(),
+                    1 => format!(".{}", next(100)),
+                    _ => format!(".{:0>6}", next(1_000_000)),
+                };
+                text.push_str(&format!("{}{int}{frac}", if next(2) == 0 { "-" } else { "" }));
+            }
+            text.push(']');
+            check(&text);
+        }
+    }
+
     #[test]
     fn finds_the_end_of_an_array_inside_a_line() {
         let line = br#"{"v":[1,2.5,-3e1],"w":2}"#;
