@@ -422,4 +422,89 @@ mod tests {
             }
         });
     }
+
+    #[test]
+    fn f32_arrays_read_back_as_the_same_f32s() {
+        let tricky = [
+            0.0f32,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            0.2,
+            0.3,
+            1e-7,
+            1e-6,
+            1.5e-6,
+            -1.2345678e-6,
+            1e12,
+            1e13,
+            -1.2345678e12,
+            16_777_216.0,
+            16_777_217.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            f32::EPSILON,
+            1e-45,
+            -1e-45,
+            3e-45,
+            1.1754942e-38,
+            // Need 9 significant digits to read back: 0.100000046, -0.100000046.
+            f32::from_bits(0x3dcc_ccd3),
+            f32::from_bits(0xbdcc_ccd3),
+            16_777_218.0,
+            f32::from_bits(0x3f80_0001),
+            3.4028233e38,
+            -15.984375,
+            0.015625,
+            std::f32::consts::PI,
+        ];
+        // Each reads back as the same f32 (the sign of zero included), in at most nine significant
+        // digits. (The text was serde_json's byte for byte until f32_json's writer; it still is for
+        // most values, not all: f32_json's tests.)
+        for x in tricky {
+            let text = text(&[x]);
+            let back: Vec<f32> = serde_json::from_str(&text).expect("parse");
+            assert_eq!(back.len(), 1, "{text}");
+            assert_eq!(back[0].to_bits(), x.to_bits(), "{text} for {x:e} ({:#x})", x.to_bits());
+            if x.to_bits() & 0x7fff_ffff == 0x3dcc_ccd3 {
+                assert!(text.contains("0.100000046"), "{text}");
+            }
+        }
+        let back: Vec<f32> = serde_json::from_str(&text(&tricky)).expect("parse");
+        assert_eq!(
+            back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            tricky.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(text(&[]), "[]");
+        // Not finite: as serde_json writes it (the schema rejects such vectors before this).
+        let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1.5];
+        assert_eq!(
+            text(&odd),
+            serde_json::to_string(&crate::record::Value::Vector(odd.to_vec())).expect("json")
+        );
+        assert_eq!(text(&odd), "[null,null,null,1.5]");
+    }
+
+    #[test]
+    fn f32_arrays_read_back_across_every_exponent() {
+        // Bit patterns spread over all of f32 (both signs, subnormals, every exponent), a few
+        // thousand at a time so that the buffer is reused across lengths.
+        let all: Vec<f32> = (0..=u32::MAX / 40_009)
+            .map(|i| f32::from_bits(i.wrapping_mul(40_009)))
+            .collect();
+        for chunk in all.chunks(4096) {
+            let text = text(chunk);
+            let back: Vec<Option<f32>> = serde_json::from_str(&text).expect("json");
+            assert_eq!(back.len(), chunk.len());
+            for (b, x) in back.iter().zip(chunk) {
+                match b {
+                    Some(b) => assert_eq!(b.to_bits(), x.to_bits(), "{x:e}"),
+                    None => assert!(!x.is_finite(), "{x:e}"),
+                }
+            }
+        }
+    }
 }

@@ -641,6 +641,20 @@ async fn start_serve(dir: &Path) -> tokio::process::Child {
     child
 }
 
+/// A config upserting `glob` into the emulator's `items`, plus `tail` (storage and serve tables).
+fn serve_config(emulator: &str, glob: &str, tail: &str) -> String {
+    config_text(emulator, "v2", "items", false, 0, &[(glob.into(), Some("upsert"))]) + tail
+}
+
+/// Waits until the emulator's `items` holds `n` records, or panics after 30 s with `log()`.
+async fn wait_for_records(emu: &vikingdb_emulator::Emulator, n: usize, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emu.records("items").map_or(0, |r| r.len()) < n {
+        assert!(Instant::now() < deadline, "serve did not apply {n} rows\n{}", log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// SIGTERM, then the exit code (within 30 s).
 async fn stop_serve(child: &mut tokio::process::Child) -> Option<i32> {
     let pid = child.id().expect("running");
@@ -664,34 +678,18 @@ async fn serve_picks_up_new_objects_by_listing() {
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 13).await;
     let first = upserts_with_bad(41, "s", 120, 1_000_000);
     moto.put("data", "drop/001.csv", encode(Fmt::Csv, &first, false)).await;
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("s3://data/drop/*.csv".into(), Some("upsert"))],
-    ) + &moto.storage()
-        + "\n[serve]\nrescan = 0.2\nlinger = 0.05\n";
-    write_config(dir.path(), &cfg);
+    let tail = moto.storage() + "\n[serve]\nrescan = 0.2\nlinger = 0.05\n";
+    write_config(
+        dir.path(),
+        &serve_config(&emu.endpoint(), "s3://data/drop/*.csv", &tail),
+    );
     let mut child = start_serve(dir.path()).await;
     let log_text = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
-    let wait_for = async |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while emu.records("items").map_or(0, |r| r.len()) < n {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not apply {n} rows\n{}",
-                log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    wait_for(first.len()).await;
+    wait_for_records(&emu, first.len(), log_text).await;
     // A new object under the prefix: found by the next listing.
     let second = upserts_with_bad(42, "t", 80, 1_000_000);
     moto.put("data", "drop/002.csv", encode(Fmt::Csv, &second, false)).await;
-    wait_for(first.len() + second.len()).await;
+    wait_for_records(&emu, first.len() + second.len(), log_text).await;
     assert_eq!(stop_serve(&mut child).await, Some(0), "{}", log_text());
     let (expected, _) = model(&[("001.csv", &first), ("002.csv", &second)]);
     let actual = emu.records("items").expect("c");
@@ -713,16 +711,11 @@ async fn serve_waits_on_an_empty_prefix_but_stops_on_an_endpoint_that_is_not_s3(
 
     // An S3 API with nothing under the prefix yet: serve keeps listing, then picks a file up.
     let dir = tempdir();
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("s3://data/later/*.csv".into(), Some("upsert"))],
-    ) + &moto.storage()
-        + "\n[serve]\nrescan = 0.1\nlinger = 0.05\n";
-    write_config(dir.path(), &cfg);
+    let tail = moto.storage() + "\n[serve]\nrescan = 0.1\nlinger = 0.05\n";
+    write_config(
+        dir.path(),
+        &serve_config(&emu.endpoint(), "s3://data/later/*.csv", &tail),
+    );
     let mut child = start_serve(dir.path()).await;
     let log_text = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
     // Ten listings or more of the empty prefix.
@@ -734,30 +727,18 @@ async fn serve_waits_on_an_empty_prefix_but_stops_on_an_endpoint_that_is_not_s3(
     );
     let rows = upserts_with_bad(43, "w", 60, 1_000_000);
     moto.put("data", "later/001.csv", encode(Fmt::Csv, &rows, false)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while emu.records("items").map_or(0, |r| r.len()) < rows.len() {
-        assert!(
-            Instant::now() < deadline,
-            "serve did not apply the rows\n{}",
-            log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_records(&emu, rows.len(), log_text).await;
     assert_eq!(stop_serve(&mut child).await, Some(0), "{}", log_text());
 
     // A web server: every request answered 200 with a page.
     const HTML: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 20\r\nconnection: close\r\n\r\n<html>welcome</html>";
     let endpoint = canned_server(HTML).await;
     let dir = tempdir();
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "items",
-        false,
-        0,
-        &[("s3://data/later/*.csv".into(), Some("upsert"))],
-    ) + &format!("\n[storage]\nendpoint = \"{endpoint}\"\nallow_http = true\n[serve]\nrescan = 0.1\n");
-    write_config(dir.path(), &cfg);
+    let tail = format!("\n[storage]\nendpoint = \"{endpoint}\"\nallow_http = true\n[serve]\nrescan = 0.1\n");
+    write_config(
+        dir.path(),
+        &serve_config(&emu.endpoint(), "s3://data/later/*.csv", &tail),
+    );
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         s3_binary(
