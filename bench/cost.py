@@ -8,6 +8,7 @@ Python 3.11, stdlib only. Linux (os.wait4, /proc).
     python3 bench/cost.py --bin /tmp/old/vikingsync --bin target/release/vikingsync --repeat 3
                                                              # A/B: binaries interleaved per round
     python3 bench/cost.py --read-threads 2                   # [read] threads = 2 in the client config
+    python3 bench/cost.py --vector-encoding base64           # Parquet's vectors sent packed (V2)
     python3 bench/cost.py --env KEY=VAL                      # a client environment knob
     python3 bench/cost.py --big                              # peak RSS on ~1 GB and ~4 GB CSV inputs
 
@@ -270,7 +271,8 @@ quota_rows_per_second = 0
         self.err.close()
 
 
-def write_config(path: str, url: str, dim: int, data: str, conc: int, read_threads: int | None = None) -> None:
+def write_config(path: str, url: str, dim: int, data: str, conc: int, read_threads: int | None = None,
+                 vector_encoding: str | None = None) -> None:
     fields = "\n".join(f'{k} = "{t}"' for k, t in FIELDS)
     with open(path, "w") as f:
         f.write(f"""[target]
@@ -282,6 +284,7 @@ api = "v2"
 name = "bench"
 primary_key = "id"
 dim = {dim}
+{f'vector_encoding = "{vector_encoding}"' if vector_encoding else ""}
 
 [collection.fields]
 {fields}
@@ -344,7 +347,8 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
     rec: dict = {}
     try:
         cfg = os.path.join(run_dir, "config.toml")
-        write_config(cfg, emu.url, args.dim, os.path.abspath(data), args.concurrency, args.read_threads)
+        write_config(cfg, emu.url, args.dim, os.path.abspath(data), args.concurrency, args.read_threads,
+                     args.vector_encoding)
         cmd = shlex.split(args.wrap) if args.wrap else []
         cmd += [exe, "--log-format", "json", "run", "--config", cfg, "--no-progress"]
         with open("/proc/loadavg") as f:
@@ -392,6 +396,7 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
         "concurrency": args.concurrency,
         "env": args.env,
         "read_threads": args.read_threads,
+        "vector_encoding": args.vector_encoding,
         "exit": child.returncode,
         "cpu_user_s": round(ru.ru_utime, 3),
         "cpu_sys_s": round(ru.ru_stime, 3),
@@ -487,6 +492,9 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--read-threads", type=int, help="[read] threads in the client config (default: not set; "
                    "binaries before 5a93419 refuse the key)")
+    p.add_argument("--vector-encoding", choices=["array", "base64"],
+                   help="[collection] vector_encoding in the client config (default: not set, i.e. array; "
+                   "binaries before it refuse the key)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VAL", help="set in the client's environment")
     p.add_argument("--out", help="append one JSON line per run to this file")
     p.add_argument("--work", default="/tmp/vikingsync-cost", help="data and run dirs (kept; data is reused)")

@@ -1,7 +1,8 @@
 //! Typed rows: the values a row carries once it has been coerced to the collection's schema.
 //!
 //! Owns: `Value` (with its exact JSON form: f32 stays f32, i64 never passes through f64; a
-//! vector's written by `write_f32_array`, the rows' fast path for it, in `f32_json`) and `Record`,
+//! vector's written by `write_f32_array`, the rows' fast path for it, in `f32_json`, or packed
+//! by `write_f32_base64` in `f32_base64`) and `Record`,
 //! the unit that flows from the schema stage to the batcher. `PrimaryKey` and `Op` are
 //! re-exported from `vikingdb-types`, which the emulator shares.
 //! Never: parses source formats (that is `source`) or decides what is valid (that is `schema`).
@@ -11,8 +12,10 @@ use serde::{Serialize, Serializer};
 
 pub use vikingdb_types::{Op, PrimaryKey};
 
+mod f32_base64;
 mod f32_json;
 
+pub(crate) use f32_base64::{f32_base64_len, write_f32_base64};
 pub(crate) use f32_json::write_f32_array;
 
 /// A vector as compact JSON text (`[0.5,-1,2e-3]`): an array of JSON numbers, each a finite

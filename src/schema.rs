@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::{CollectionConfig, SourceConfig};
+use crate::config::{CollectionConfig, SourceConfig, VectorEncoding};
 use crate::record::{Op, Origin, PrimaryKey, Record, Value, VectorText};
 use crate::source::{ArrayText, Cell, NumberArray, RawRow, compact, json_array_value, scan_numbers};
 
@@ -35,6 +35,8 @@ pub struct Schema {
     pub dim: Option<usize>,
     pub vectorize: bool,
     pub ignore_unknown_fields: bool,
+    /// The wire form of vectors held as `f32`s; vectors held as text go as their text.
+    pub vector_encoding: VectorEncoding,
 }
 
 /// How one source's columns map onto the schema.
@@ -69,6 +71,7 @@ impl Schema {
             dim: c.dim,
             vectorize: c.vectorize,
             ignore_unknown_fields: c.ignore_unknown_fields,
+            vector_encoding: c.vector_encoding,
         }
     }
 
@@ -158,7 +161,7 @@ impl Schema {
         let json = if op == Op::Delete {
             Box::from("")
         } else {
-            serialise_row(&self.primary_key, &key, &fields)
+            serialise_row(&self.primary_key, &key, &fields, self.vector_encoding)
         };
         Ok(Record {
             key,
@@ -235,9 +238,13 @@ impl Field<'_> {
         }
     }
 
-    /// As [`Value::json_size_hint`].
-    fn json_size_hint(&self) -> usize {
+    /// As [`Value::json_size_hint`], for vectors in `encoding`.
+    fn json_size_hint(&self, encoding: VectorEncoding) -> usize {
         match self {
+            Field::Value(Value::Vector(v)) if encoding == VectorEncoding::Base64 => {
+                crate::record::f32_base64_len(v.len())
+            }
+            Field::Vector(v) if encoding == VectorEncoding::Base64 => crate::record::f32_base64_len(v.len()),
             Field::Value(v) => v.json_size_hint(),
             Field::VectorText(t) => t.len(),
             Field::Vector(v) => v.len() * 18 + 2,
@@ -247,11 +254,19 @@ impl Field<'_> {
     }
 }
 
-fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Field<'_>)]) -> Box<str> {
+/// Writes a vector held as `f32`s in `encoding`.
+fn write_vector(out: &mut Vec<u8>, v: &[f32], encoding: VectorEncoding) {
+    match encoding {
+        VectorEncoding::Array => crate::record::write_f32_array(out, v),
+        VectorEncoding::Base64 => crate::record::write_f32_base64(out, v),
+    }
+}
+
+fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Field<'_>)], vectors: VectorEncoding) -> Box<str> {
     // Sized for the whole row: growing a vector's row by doubling copied it several times.
     let size: usize = fields
         .iter()
-        .map(|(name, value)| name.len() + 4 + value.json_size_hint())
+        .map(|(name, value)| name.len() + 4 + value.json_size_hint(vectors))
         .sum();
     let mut out = Vec::with_capacity(64 + size);
     out.push(b'{');
@@ -265,12 +280,12 @@ fn serialise_row(pk_name: &str, key: &PrimaryKey, fields: &[(&str, Field<'_>)]) 
         out.push(b':');
         match value {
             Field::Value(Value::VectorText(v)) => out.extend_from_slice(v.as_str().as_bytes()),
-            Field::Value(Value::Vector(v)) => crate::record::write_f32_array(&mut out, v),
+            Field::Value(Value::Vector(v)) => write_vector(&mut out, v, vectors),
             Field::Value(value) => {
                 let _ = serde_json::to_writer(&mut out, value);
             }
             Field::VectorText(t) => out.extend_from_slice(t.as_bytes()),
-            Field::Vector(v) => crate::record::write_f32_array(&mut out, v),
+            Field::Vector(v) => write_vector(&mut out, v, vectors),
             Field::Str(s) => {
                 let _ = serde_json::to_writer(&mut out, s);
             }
@@ -555,6 +570,10 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
     {
         return v;
     }
+    if let Some(v) = packed_vector(cell) {
+        check_vector(&v, dim)?;
+        return Ok(Field::Value(Value::Vector(v)));
+    }
     let v: Vec<f32> = match cell {
         Cell::F32List(v) => return check_vector(v, dim).map(|()| Field::Vector(v)),
         Cell::F64List(v) => v.iter().map(|x| *x as f32).collect(),
@@ -572,6 +591,28 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
     };
     check_vector(&v, dim)?;
     Ok(Field::Value(Value::Vector(v)))
+}
+
+/// A vector given as text that is standard, padded base64 of whole little-endian `f32`s: V2's
+/// packed form, which `vector_encoding = "base64"` sends and a dead-letter file then holds.
+/// `None` for anything else (an array's text starts with `[`, which base64 never does).
+fn packed_vector(cell: &Cell) -> Option<Vec<f32>> {
+    use base64::Engine as _;
+    let text = match cell {
+        Cell::Text(s) => s.trim(),
+        Cell::Json(serde_json::Value::String(s)) => s.trim(),
+        _ => return None,
+    };
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    if bytes.is_empty() || bytes.len() % 4 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
 }
 
 /// Every element finite, and the collection's number of them.
@@ -761,6 +802,7 @@ mod tests {
             vectorize: false,
             dim: Some(4),
             ignore_unknown_fields: false,
+            vector_encoding: VectorEncoding::Array,
             fields,
         })
     }
@@ -928,6 +970,73 @@ mod tests {
         let rec = schema().coerce(&r, &m, origin()).expect("valid");
         assert_eq!(rec.ttl, Some(60));
         assert_eq!(&*rec.json, r#"{"id":1,"vec":[0.1,0.2,0.3,0.4]}"#);
+    }
+
+    #[test]
+    fn base64_encoding_packs_f32_vectors_and_keeps_vector_text_as_it_came() {
+        let mut s = schema();
+        s.vector_encoding = VectorEncoding::Base64;
+        let m = mapping(Op::Upsert);
+        // A Parquet list: 1.0, -2.0, 0.0, 0.5 little-endian, base64.
+        let rec = s
+            .coerce(
+                &row(&[("id", Cell::Int(1)), ("vec", Cell::F32List(vec![1.0, -2.0, 0.0, 0.5]))]),
+                &m,
+                origin(),
+            )
+            .expect("valid");
+        assert_eq!(&*rec.json, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+        // Parsed from JSON numbers (an owned vector): packed too.
+        let rec = s
+            .coerce(
+                &row(&[
+                    ("id", Cell::Int(2)),
+                    ("vec", Cell::Json(serde_json::json!([1, -2, 0, 0.5]))),
+                ]),
+                &m,
+                origin(),
+            )
+            .expect("valid");
+        assert_eq!(&*rec.json, r#"{"id":2,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+        // A CSV cell's text goes as it came.
+        let rec = s
+            .coerce(
+                &row(&[("id", Cell::Int(3)), ("vec", text("[1,-2,0,0.5]"))]),
+                &m,
+                origin(),
+            )
+            .expect("valid");
+        assert_eq!(&*rec.json, r#"{"id":3,"vec":[1,-2,0,0.5]}"#);
+    }
+
+    #[test]
+    fn a_packed_vector_read_back_from_a_dead_letter_is_checked_and_resent() {
+        // Text that is base64 of whole little-endian f32s is a vector: what base64 encoding sent,
+        // and so what a dead-letter entry holds. It is checked like any other.
+        let m = mapping(Op::Upsert);
+        for cell in [
+            text("AACAPwAAAMAAAAAAAAAAPw=="),
+            Cell::Json(serde_json::json!("AACAPwAAAMAAAAAAAAAAPw==")),
+        ] {
+            let rec = schema()
+                .coerce(&row(&[("id", Cell::Int(1)), ("vec", cell)]), &m, origin())
+                .expect("valid");
+            assert_eq!(&*rec.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
+        }
+        for (cell, why) in [
+            (
+                text("AACAPwAAAMAAAAAA"),
+                "vector has 3 dimensions, the collection's is 4",
+            ),
+            (text("AACAPwAAwH8AAAAAAAAAPw=="), "vector element NaN is not finite"),
+            (text("AACAPwAAAMA"), "is not valid JSON"),
+            (text("AACAPw"), "is not valid JSON"),
+        ] {
+            let e = schema()
+                .coerce(&row(&[("id", Cell::Int(1)), ("vec", cell)]), &m, origin())
+                .expect_err("refused");
+            assert!(e.reason.contains(why), "{why}: {}", e.reason);
+        }
     }
 
     #[test]
@@ -1264,9 +1373,16 @@ mod vector_text_tests {
             (text("12"), FieldType::Int64, None),
         ];
         for (cell, ty, dim) in cases {
-            let fast = coerce_field(&cell, ty, dim).map(|f| serialise_row("id", &PrimaryKey::Int(1), &[("f", f)]));
-            let owned = coerce_value(&cell, ty, dim)
-                .map(|v| serialise_row("id", &PrimaryKey::Int(1), &[("f", Field::Value(v))]));
+            let fast = coerce_field(&cell, ty, dim)
+                .map(|f| serialise_row("id", &PrimaryKey::Int(1), &[("f", f)], VectorEncoding::Array));
+            let owned = coerce_value(&cell, ty, dim).map(|v| {
+                serialise_row(
+                    "id",
+                    &PrimaryKey::Int(1),
+                    &[("f", Field::Value(v))],
+                    VectorEncoding::Array,
+                )
+            });
             assert_eq!(fast, owned, "{cell:?} as {ty}");
             if let Ok(row) = &fast {
                 // The same bytes as serde_json writes for the owned value (a kept vector text as it is).
@@ -1283,7 +1399,7 @@ mod vector_text_tests {
     fn a_row_carries_the_vector_text_compactly_and_errors_are_unchanged() {
         let cell = Cell::Text("[ 0.5, -1 ,2e-3, 8 ]".into());
         let v = coerce_vector(&cell, Some(4)).expect("vector");
-        let json = serialise_row("id", &PrimaryKey::Int(1), &[("vec", v)]);
+        let json = serialise_row("id", &PrimaryKey::Int(1), &[("vec", v)], VectorEncoding::Array);
         assert_eq!(&*json, r#"{"id":1,"vec":[0.5,-1,2e-3,8]}"#);
         assert_eq!(
             coerce_vector(&Cell::Text("[1,2,3]".into()), Some(4)).expect_err("dim"),

@@ -257,7 +257,23 @@ pub struct CollectionConfig {
     /// async_rows_per_second`; rows become visible in the collection later (minutes).
     #[serde(default)]
     pub async_upsert: bool,
+    /// How a vector read as numbers (a Parquet list) is sent: `"array"` (JSON numbers, the
+    /// default) or `"base64"` (V2 only: its packed little-endian float32 bytes, a third of the
+    /// size and no decimal formatting). Vectors read as text (CSV, JSONL) go as their text.
+    #[serde(default)]
+    pub vector_encoding: VectorEncoding,
     pub fields: BTreeMap<String, FieldType>,
+}
+
+/// `[collection] vector_encoding`: the wire form of a vector held as `f32`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorEncoding {
+    /// A JSON array of numbers, each the decimal text that reads back as the same `f32`.
+    #[default]
+    Array,
+    /// V2's packed form: a JSON string, base64 of the elements' little-endian `f32` bytes.
+    Base64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -580,6 +596,13 @@ impl Config {
                 self.rate.async_rows_per_second,
                 limits::MAX_ROWS_PER_SECOND
             ));
+        }
+        if self.collection.vector_encoding == VectorEncoding::Base64 && self.target.api != ApiVersion::V2 {
+            return Err(
+                "[collection] vector_encoding = \"base64\" needs [target] api = \"v2\" (V1 takes vectors only as \
+                 arrays of numbers): remove it, or set it to \"array\""
+                    .into(),
+            );
         }
         if self.collection.async_upsert {
             if self.target.api != ApiVersion::V2 {

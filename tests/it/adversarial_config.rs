@@ -126,6 +126,19 @@ async fn absurd_numbers_are_refused_before_anything_starts() {
             "dim = 4611686018427387904",
         ),
         (set(&base, "state", "commit_rows", "0"), "commit_rows = 0"),
+        (
+            set(
+                &set(&base, "collection", "vector_encoding", "\"base64\""),
+                "target",
+                "api",
+                "\"v1\"",
+            ),
+            "vector_encoding = \"base64\" needs [target] api = \"v2\"",
+        ),
+        (
+            set(&base, "collection", "vector_encoding", "\"packed\""),
+            "vector_encoding",
+        ),
         (set(&base, "state", "max_rejected_rows", "-5"), "max_rejected_rows"),
         (
             set(&base, "target", "endpoint", "\"http://127.0.0.1:99999\""),

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 
 use crate::harness::*;
 
-async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64) {
+/// `vectors` is `[collection] vector_encoding`: Parquet's f32 vectors go as arrays or packed.
+async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64, vectors: &str) {
     let dir = tempdir();
     // A quota (and so a burst) below the rows each case sends: the emulator must throttle.
     let emu = start_emulator(vec![spec("items", 200, false)], faults_on(), seed).await;
@@ -24,7 +25,10 @@ async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64) {
     write(&dir.path().join(&rows_name), fmt, &sc.rows, mixed);
     sources.push((rows_name.clone(), if mixed { None } else { Some(op) }));
     // The client is allowed more than the server's quota: the emulator throttles the excess.
-    let cfg = config_text(&emu.endpoint(), api, "items", false, 4000, &sources);
+    let cfg = config_text(&emu.endpoint(), api, "items", false, 4000, &sources).replace(
+        "vectorize = false\n",
+        &format!("vectorize = false\nvector_encoding = \"{vectors}\"\n"),
+    );
     std::fs::write(dir.path().join("sync.toml"), cfg).expect("config");
 
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
@@ -68,11 +72,11 @@ async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64) {
 }
 
 macro_rules! matrix {
-    ($($name:ident: $fmt:expr, $op:expr, $api:expr, $seed:expr;)*) => {
+    ($($name:ident: $fmt:expr, $op:expr, $api:expr, $seed:expr $(, $vectors:expr)?;)*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                matrix_case($fmt, $op, $api, $seed).await;
+                matrix_case($fmt, $op, $api, $seed, [$($vectors,)? "array"][0]).await;
             }
         )*
     };
@@ -103,4 +107,8 @@ matrix! {
     parquet_update_v1: Fmt::Parquet, "update", "v1", 22;
     parquet_delete_v1: Fmt::Parquet, "delete", "v1", 23;
     parquet_mixed_v1: Fmt::Parquet, "mixed", "v1", 24;
+    // Packed vectors (V2 only): Parquet's f32s as base64, CSV's text as it came.
+    parquet_upsert_v2_base64: Fmt::Parquet, "upsert", "v2", 25, "base64";
+    parquet_mixed_v2_base64: Fmt::Parquet, "mixed", "v2", 26, "base64";
+    csv_mixed_v2_base64: Fmt::Csv, "mixed", "v2", 27, "base64";
 }

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use vikingdb_types::Op;
 
 use super::auth::{Incoming, Verifier};
-use super::store::{Applied, Collection, Failure, Locator, Pool, Prepared, prepare_ids, prepare_rows};
+use super::store::{Applied, Collection, Failure, Locator, Pool, Prepared, VectorForms, prepare_ids, prepare_rows};
 use super::{AccessKey, CollectionStats, EmulatorConfig, FaultConfig, Stats, UpdateMissing};
 
 /// Largest request body read (bytes); larger bodies are refused with 400.
@@ -504,7 +504,12 @@ async fn process_inner(
             if is_async && (op != Action::Write(Op::Upsert) || c.spec.vectorize) {
                 return Err(Failure::Invalid(ASYNC_ONLY_UPSERT.into()));
             }
-            let rows = prepare_rows(&c.spec, what, rows, op == Action::Write(Op::Upsert), ignore_unknown)?;
+            let vectors = match api {
+                Api::V1 => VectorForms::ArrayOnly,
+                Api::V2 => VectorForms::ArrayOrPacked,
+            };
+            let upsert = op == Action::Write(Op::Upsert);
+            let rows = prepare_rows(&c.spec, what, rows, upsert, ignore_unknown, vectors)?;
             if op == Action::Write(Op::Upsert) {
                 Prepared::Upsert { rows, ttl }
             } else {

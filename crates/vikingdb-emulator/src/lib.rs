@@ -63,8 +63,9 @@
 //! - An int64 primary key may also be sent as a decimal string (the py-v2 docs do so for
 //!   `__AUTO_ID__`); it is stored as a JSON integer. Ordinary int64 fields must be JSON integers.
 //! - Strings and lists have no length limit here (docs disagree: 128 vs 256 bytes, list ≤ 32).
-//! - Vectors must be JSON arrays of numbers (base64-packed vectors are refused); `dim` is checked
-//!   when set. A vectorize collection must not declare a `vector` field.
+//! - Vectors are JSON arrays of numbers; V2 also takes a string, base64 of the elements' packed
+//!   little-endian float32 (or, 8·dim bytes, float64) bytes, stored as the elements' exact values.
+//!   `dim` is checked when set. A vectorize collection must not declare a `vector` field.
 //! - Upsert fills missing fields with the documented defaults (int64 0, float32 0.0, string
 //!   `"default"`, bool false, list<string> `["default"]`, list<int64> `[0]`); a missing vector,
 //!   sparse_vector, text or image field refuses the request; missing date_time and geo_point

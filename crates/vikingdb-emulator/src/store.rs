@@ -346,6 +346,13 @@ fn expiry(now: Instant, ttl: u64) -> Option<Instant> {
     }
 }
 
+/// How a request may write a vector: V2 also takes base64 of its packed bytes, V1 only arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VectorForms {
+    ArrayOnly,
+    ArrayOrPacked,
+}
+
 /// Validates an upsert (`full`) or update row list. `what` names the array in messages
 /// (`data` for V2, `fields` for V1).
 pub(crate) fn prepare_rows(
@@ -354,6 +361,7 @@ pub(crate) fn prepare_rows(
     rows: &[Value],
     full: bool,
     ignore_unknown: bool,
+    vectors: VectorForms,
 ) -> Result<Rows, Failure> {
     let limit = if spec.vectorize { MAX_ROWS_VECTORIZE } else { MAX_ROWS };
     if rows.is_empty() {
@@ -373,7 +381,8 @@ pub(crate) fn prepare_rows(
     rows.iter()
         .enumerate()
         .map(|(i, row)| {
-            validate_row(spec, row, full, ignore_unknown).map_err(|e| Failure::Invalid(format!("{what}[{i}]: {e}")))
+            validate_row(spec, row, full, ignore_unknown, vectors)
+                .map_err(|e| Failure::Invalid(format!("{what}[{i}]: {e}")))
         })
         .collect()
 }
@@ -400,6 +409,7 @@ fn validate_row(
     row: &Value,
     full: bool,
     ignore_unknown: bool,
+    vectors: VectorForms,
 ) -> Result<(String, Map<String, Value>), String> {
     let Some(obj) = row.as_object() else {
         return Err(format!("a row must be a JSON object, got {}", kind(row)));
@@ -419,6 +429,12 @@ fn validate_row(
                 return Err(format!(
                     "unknown field `{name}` (set ignore_unknown_fields to drop unknown fields)"
                 ));
+            }
+            Some(FieldType::Vector) if value.is_string() && vectors == VectorForms::ArrayOrPacked => {
+                let unpacked = unpack_vector(value.as_str().unwrap_or_default(), spec.dim)
+                    .map_err(|e| format!("field `{name}`: {e}"))?;
+                check_value(FieldType::Vector, &unpacked, spec.dim).map_err(|e| format!("field `{name}`: {e}"))?;
+                out.insert(name.clone(), unpacked);
             }
             Some(t) => {
                 check_value(*t, value, spec.dim).map_err(|e| format!("field `{name}`: {e}"))?;
@@ -483,6 +499,46 @@ fn pk_of(spec: &CollectionSpec, value: &Value) -> Result<(String, Value), String
             Some(s) => Ok((s.to_string(), value.clone())),
         },
     }
+}
+
+/// A V2 packed vector, "float32/float64压缩为bytes后的base64编码" (doc 2173269): standard
+/// base64 (padded) of the elements' little-endian bytes, as an array of numbers. The docs do not
+/// say the byte order; little-endian is what numpy's `tobytes()` gives on every platform the
+/// SDKs run on. With `dim` set, 4·dim bytes are float32s and 8·dim bytes float64s; without it,
+/// float32s. Each float32 is stored as its exact value (an f64), which reads back as it.
+fn unpack_vector(text: &str, dim: Option<usize>) -> Result<Value, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("a vector given as a string must be base64 of its packed bytes: {e}"))?;
+    let width = match dim {
+        Some(d) if bytes.len() == d * 8 => 8,
+        Some(d) if bytes.len() == d * 4 => 4,
+        Some(d) => {
+            return Err(format!(
+                "packed vector has {} bytes; the collection's dim {d} needs {} (float32) or {} (float64)",
+                bytes.len(),
+                d * 4,
+                d * 8
+            ));
+        }
+        None if bytes.len() % 4 == 0 => 4,
+        None => return Err(format!("packed vector has {} bytes, not whole float32s", bytes.len())),
+    };
+    let numbers: Option<Vec<Value>> = bytes
+        .chunks_exact(width)
+        .map(|b| {
+            let x = match *b {
+                [a, b, c, d] => f64::from(f32::from_le_bytes([a, b, c, d])),
+                [a, b, c, d, e, f, g, h] => f64::from_le_bytes([a, b, c, d, e, f, g, h]),
+                _ => return None,
+            };
+            serde_json::Number::from_f64(x).map(Value::Number)
+        })
+        .collect();
+    numbers
+        .map(Value::Array)
+        .ok_or_else(|| "packed vector holds a NaN or an infinity".to_string())
 }
 
 /// Checks `value` against the field type.

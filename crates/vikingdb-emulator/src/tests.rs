@@ -517,6 +517,70 @@ async fn wrong_types_are_refused() {
     assert_ok(&got);
 }
 
+fn packed<const N: usize>(bytes: impl Fn(usize) -> [u8; N], n: usize) -> Value {
+    use base64::Engine as _;
+    let raw: Vec<u8> = (0..n).flat_map(bytes).collect();
+    json!(base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+#[tokio::test]
+async fn v2_takes_packed_vectors_and_v1_does_not() {
+    let e = emu().await;
+    let c = Client::new(&e);
+    // float32s, little-endian: stored as their exact values.
+    let f32s = [0.1f32, -2.5, 1e-45, f32::MAX];
+    let vec32 = packed(|i| f32s[i].to_le_bytes(), 4);
+    let f64s = [0.1f64, -2.5, 1e-300, 7.0];
+    let vec64 = packed(|i| f64s[i].to_le_bytes(), 4);
+    let got = c
+        .v2(
+            "upsert",
+            json!({"collection_name": "docs", "data": [{"id": "a", "vec": vec32}, {"id": "b", "vec": vec64}]}),
+        )
+        .await;
+    assert_ok(&got);
+    let records = e.records("docs").expect("docs");
+    assert_eq!(records["a"]["vec"], json!(f32s.map(f64::from)));
+    assert_eq!(records["b"]["vec"], json!([0.1, -2.5, 1e-300, 7.0]));
+    let read: Vec<f32> = records["a"]["vec"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect();
+    assert_eq!(
+        read.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        f32s.map(f32::to_bits)
+    );
+
+    // Refused, and nothing written: the wrong length for dim 4 (12 and 20 bytes), not base64,
+    // a NaN, and bytes that read as a NaN in little-endian order.
+    let bad = [
+        packed(|i| f32s[i].to_le_bytes(), 3),
+        packed(|i| f32s[i % 4].to_le_bytes(), 5),
+        json!("not base64!"),
+        packed(|_| f32::NAN.to_le_bytes(), 4),
+        packed(|_| [0xff, 0xff, 0xff, 0x7f], 4),
+    ];
+    for v in bad {
+        let got = c
+            .v2(
+                "upsert",
+                json!({"collection_name": "docs", "data": [{"id": "z", "vec": v}]}),
+            )
+            .await;
+        assert_v2_err(&got, 400, "InvalidParameter");
+    }
+    let got = c
+        .v1(
+            "upsert_data",
+            json!({"collection_name": "docs", "fields": [{"id": "z", "vec": packed(|i| f32s[i].to_le_bytes(), 4)}]}),
+        )
+        .await;
+    assert_v1_err(&got, 400, 1000003);
+    assert!(!e.records("docs").expect("docs").contains_key("z"));
+}
+
 #[tokio::test]
 async fn ttl_rules_and_expiry() {
     let e = emu().await;
