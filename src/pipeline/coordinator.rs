@@ -162,6 +162,9 @@ impl<S: SendBatches> Coordinator<S> {
     pub async fn drive(&mut self, mut rx: mpsc::Receiver<Item>, progress: &Progress) -> Result<(), RunError> {
         let mut input_open = true;
         let mut stopping: Option<Instant> = None;
+        // A read failure ends the input, not the run at once: the rows read before it are still
+        // sent and acknowledged (for up to the stop grace), then the failure is returned.
+        let mut failed: Option<(RunError, Instant)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
@@ -175,6 +178,9 @@ impl<S: SendBatches> Coordinator<S> {
                 return Err(RunError::Interrupted);
             }
             if !input_open && self.in_flight.is_empty() && self.batcher.is_empty() {
+                if let Some((e, _)) = failed {
+                    return Err(e);
+                }
                 break;
             }
             let can_take = input_open
@@ -194,11 +200,14 @@ impl<S: SendBatches> Coordinator<S> {
                 item = rx.recv(), if can_take => {
                     match item {
                         Some(item) => {
-                            self.take(item)?;
+                            input_open = self.take_or_end(item, &mut failed)?;
                             // Drain what is already waiting so batches fill before they go out.
-                            while self.tracker.pending() < self.window() && self.batcher.waiting_len() < MAX_WAITING {
+                            while input_open
+                                && self.tracker.pending() < self.window()
+                                && self.batcher.waiting_len() < MAX_WAITING
+                            {
                                 match rx.try_recv() {
-                                    Ok(item) => self.take(item)?,
+                                    Ok(item) => input_open = self.take_or_end(item, &mut failed)?,
                                     Err(_) => break,
                                 }
                             }
@@ -224,6 +233,16 @@ impl<S: SendBatches> Coordinator<S> {
                     }
                     if stopping.is_some_and(|t| t.elapsed() >= self.stop_grace) {
                         return Err(RunError::Interrupted);
+                    }
+                    if let Some((_, at)) = &failed
+                        && at.elapsed() >= self.stop_grace
+                        && let Some((e, _)) = failed.take()
+                    {
+                        tracing::warn!(
+                            in_flight = self.in_flight.len(),
+                            "rows read before the failure were not all acknowledged in time: they stay ahead of the checkpoint"
+                        );
+                        return Err(e);
                     }
                 }
             }
@@ -339,6 +358,22 @@ impl<S: SendBatches> Coordinator<S> {
                 let op = batch.op;
                 (op, sender.send(batch).await)
             });
+        }
+    }
+
+    /// As [`Coordinator::take`], except that a read failure ends the input: it is kept in
+    /// `failed`, what the batcher holds goes out, and `false` says that nothing more is to be
+    /// taken.
+    fn take_or_end(&mut self, item: Item, failed: &mut Option<(RunError, Instant)>) -> Result<bool, RunError> {
+        match item {
+            Item::Failed(e) => {
+                let e = RunError::from(e);
+                tracing::warn!(error = %e, "reading stopped: sending the rows read before it, then stopping");
+                *failed = Some((e, Instant::now()));
+                self.batcher.flush();
+                Ok(false)
+            }
+            other => self.take(other).map(|()| true),
         }
     }
 

@@ -129,6 +129,65 @@ async fn csv_unterminated_quote_stops_naming_the_line_and_swallows_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_read_before_a_broken_line_are_applied_and_checkpointed() {
+    // 300 good rows, an unterminated quote on line 302, 10 rows after it. The server's quota
+    // (400 rows/s) keeps most of the 300 waiting when the reader reaches the broken line: they
+    // are still sent, acknowledged and checkpointed before the run stops with the error (they
+    // used to be abandoned, to be sent again by the next run).
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 400, false)], FaultConfig::default(), 9).await;
+    let good =
+        |range: std::ops::Range<usize>| -> String { range.map(|i| format!("k{i};{i};[1,2,3,{i}];t{i}\n")).collect() };
+    let broken = format!(
+        "id;score;vec;title\n{}k300;300;[1,2,3,4];\"oops\n{}",
+        good(0..300),
+        good(301..311)
+    );
+    std::fs::write(dir.path().join("rows.csv"), &broken).expect("write");
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("rows.csv".to_string(), Some("upsert"))],
+    )
+    .replace("op = \"upsert\"\n", "op = \"upsert\"\ndelimiter = \";\"\n");
+    write_config(dir.path(), &cfg);
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        stderr(&out).contains("rows.csv") && stderr(&out).contains("line 302"),
+        "{shown}"
+    );
+    let records = emu.records("items").expect("collection");
+    for i in 0..300 {
+        assert_eq!(
+            title(&records, &format!("k{i}")).as_deref(),
+            Some(format!("t{i}").as_str()),
+            "k{i}\n{shown}"
+        );
+    }
+    assert_eq!(records.len(), 300, "nothing from the broken line on\n{shown}");
+    let first = emu.stats().rows_applied_upsert;
+    assert_eq!(first, 300, "each row once, no faults\n{shown}");
+
+    // The checkpoint holds all 300: the rerun sends none of them again and stops at the same line.
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    // Resumed from a byte offset, the reader names the byte where the quote opened.
+    assert!(
+        stderr(&out).contains("rows.csv") && stderr(&out).contains("quote"),
+        "{shown}"
+    );
+    assert!(shown.contains("resumed        300 rows"), "{shown}");
+    assert_eq!(emu.stats().rows_applied_upsert, first, "nothing sent again\n{shown}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tsv_quote_is_an_ordinary_character() {
     let data = b"id\tscore\tvec\ttitle\nk1\t1\t[1,2,3,4]\tt1\nk2\t2\t[1,2,3,4]\t\"oops\nk3\t3\t[1,2,3,4]\tt3\nk4\t4\t[1,2,3,4]\tt4\n";
     let (out, records, dead) = run_files(&[("q.tsv", data)], "").await;
