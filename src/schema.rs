@@ -133,7 +133,10 @@ impl Schema {
                 }
                 continue;
             };
-            match coerce_field(cell, *ty, self.dim) {
+            let packed = (*ty == FieldType::Vector && self.vector_encoding == VectorEncoding::Base64)
+                .then(|| packed_vector(cell, self.dim))
+                .flatten();
+            match packed.unwrap_or_else(|| coerce_field(cell, *ty, self.dim)) {
                 Ok(v) => fields.push((name, v)),
                 Err(e) => problems.push(format!("field `{name}` ({ty}): {e}")),
             }
@@ -161,7 +164,13 @@ impl Schema {
         let json = if op == Op::Delete {
             Box::from("")
         } else {
-            serialise_row(&self.primary_key, &key, &fields, self.vector_encoding)
+            // Only upsertData documents the packed form (doc 2173269); updates go as arrays.
+            let vectors = if op == Op::Upsert {
+                self.vector_encoding
+            } else {
+                VectorEncoding::Array
+            };
+            serialise_row(&self.primary_key, &key, &fields, vectors)
         };
         Ok(Record {
             key,
@@ -570,10 +579,6 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
     {
         return v;
     }
-    if let Some(v) = packed_vector(cell) {
-        check_vector(&v, dim)?;
-        return Ok(Field::Value(Value::Vector(v)));
-    }
     let v: Vec<f32> = match cell {
         Cell::F32List(v) => return check_vector(v, dim).map(|()| Field::Vector(v)),
         Cell::F64List(v) => v.iter().map(|x| *x as f32).collect(),
@@ -593,26 +598,57 @@ fn coerce_vector(cell: &Cell, dim: Option<usize>) -> Result<Field<'_>, String> {
     Ok(Field::Value(Value::Vector(v)))
 }
 
-/// A vector given as text that is standard, padded base64 of whole little-endian `f32`s: V2's
-/// packed form, which `vector_encoding = "base64"` sends and a dead-letter file then holds.
-/// `None` for anything else (an array's text starts with `[`, which base64 never does).
-fn packed_vector(cell: &Cell) -> Option<Vec<f32>> {
+/// With `vector_encoding = "base64"`: a vector given as text that is not an array (an array's
+/// text starts with `[`, which base64 never does), read as V2's packed form, standard padded
+/// base64 of little-endian float32s (or float64s, when there are 8 × `dim` bytes): what that
+/// setting sends, and so what a dead-letter entry then holds. `None` for a cell that is not such
+/// text: the general path then says what is wrong with it.
+fn packed_vector(cell: &Cell, dim: Option<usize>) -> Option<Result<Field<'static>, String>> {
     use base64::Engine as _;
     let text = match cell {
         Cell::Text(s) => s.trim(),
         Cell::Json(serde_json::Value::String(s)) => s.trim(),
         _ => return None,
     };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if text.starts_with('[') {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    let bytes = match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(b) => b,
+        Err(e) => {
+            return Some(Err(format!(
+                "{} is neither a JSON array of numbers nor base64 of packed float32s ({e})",
+                describe(cell)
+            )));
+        }
+    };
+    let n = bytes.len();
+    let v: Vec<f32> = match dim {
+        Some(d) if n == 8 * d && n != 0 => bytes
+            .chunks_exact(8)
+            .map(|b| b.first_chunk::<8>().map_or(f32::NAN, |b| f64::from_le_bytes(*b) as f32))
             .collect(),
-    )
+        _ if n % 4 != 0 || n == 0 => {
+            return Some(Err(format!(
+                "base64 of {n} bytes is not a packed vector (whole float32s, 4 bytes each)"
+            )));
+        }
+        _ => bytes
+            .chunks_exact(4)
+            .map(|b| b.first_chunk::<4>().map_or(f32::NAN, |b| f32::from_le_bytes(*b)))
+            .collect(),
+    };
+    if let Some(d) = dim
+        && v.len() != d
+    {
+        return Some(Err(format!(
+            "base64 of {n} bytes holds {} float32s; the collection's dim {d} needs {} bytes (or {} as float64s)",
+            n / 4,
+            4 * d,
+            8 * d
+        )));
+    }
+    Some(check_vector(&v, dim).map(|()| Field::Value(Value::Vector(v))))
 }
 
 /// Every element finite, and the collection's number of them.
@@ -986,6 +1022,15 @@ mod tests {
             )
             .expect("valid");
         assert_eq!(&*rec.json, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+        // An update goes as an array: only upsertData documents the packed form.
+        let rec = s
+            .coerce(
+                &row(&[("id", Cell::Int(1)), ("vec", Cell::F32List(vec![1.0, -2.0, 0.0, 0.5]))]),
+                &mapping(Op::Update),
+                origin(),
+            )
+            .expect("valid");
+        assert_eq!(&*rec.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
         // Parsed from JSON numbers (an owned vector): packed too.
         let rec = s
             .coerce(
@@ -1011,31 +1056,71 @@ mod tests {
 
     #[test]
     fn a_packed_vector_read_back_from_a_dead_letter_is_checked_and_resent() {
-        // Text that is base64 of whole little-endian f32s is a vector: what base64 encoding sent,
-        // and so what a dead-letter entry holds. It is checked like any other.
-        let m = mapping(Op::Upsert);
+        // With base64 encoding, text that is base64 of whole little-endian f32s is a vector: what
+        // that setting sends, and so what a dead-letter entry holds. It is checked like any other,
+        // packed again for an upsert and written as an array for an update.
+        let mut s = schema();
+        s.vector_encoding = VectorEncoding::Base64;
+        let f64s: Vec<u8> = [1.0f64, -2.0, 0.0, 0.5].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let f64s = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(f64s)
+        };
         for cell in [
             text("AACAPwAAAMAAAAAAAAAAPw=="),
             Cell::Json(serde_json::json!("AACAPwAAAMAAAAAAAAAAPw==")),
+            text(&f64s),
         ] {
-            let rec = schema()
-                .coerce(&row(&[("id", Cell::Int(1)), ("vec", cell)]), &m, origin())
+            let upsert = s
+                .coerce(
+                    &row(&[("id", Cell::Int(1)), ("vec", cell.clone())]),
+                    &mapping(Op::Upsert),
+                    origin(),
+                )
                 .expect("valid");
-            assert_eq!(&*rec.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
+            assert_eq!(&*upsert.json, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+            let update = s
+                .coerce(
+                    &row(&[("id", Cell::Int(1)), ("vec", cell)]),
+                    &mapping(Op::Update),
+                    origin(),
+                )
+                .expect("valid");
+            assert_eq!(&*update.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
         }
         for (cell, why) in [
             (
                 text("AACAPwAAAMAAAAAA"),
-                "vector has 3 dimensions, the collection's is 4",
+                "base64 of 12 bytes holds 3 float32s; the collection's dim 4 needs 16 bytes (or 32 as float64s)",
             ),
             (text("AACAPwAAwH8AAAAAAAAAPw=="), "vector element NaN is not finite"),
-            (text("AACAPwAAAMA"), "is not valid JSON"),
-            (text("AACAPw"), "is not valid JSON"),
+            (
+                text("AACAPwAAAMA"),
+                "neither a JSON array of numbers nor base64 of packed float32s",
+            ),
+            (text("AACA"), "base64 of 3 bytes is not a packed vector"),
+            (text("[1,2,3]"), "vector has 3 dimensions, the collection's is 4"),
         ] {
-            let e = schema()
-                .coerce(&row(&[("id", Cell::Int(1)), ("vec", cell)]), &m, origin())
+            let e = s
+                .coerce(
+                    &row(&[("id", Cell::Int(1)), ("vec", cell)]),
+                    &mapping(Op::Upsert),
+                    origin(),
+                )
                 .expect_err("refused");
             assert!(e.reason.contains(why), "{why}: {}", e.reason);
+        }
+        // With array encoding (the default) base64 text is not a vector: a hash or an id that
+        // lands in the vector column is refused, never read as numbers.
+        for t in ["AACAPwAAAMAAAAAAAAAAPw==", "d41d8cd98f00b204e9800998ecf8427e"] {
+            let e = schema()
+                .coerce(
+                    &row(&[("id", Cell::Int(1)), ("vec", text(t))]),
+                    &mapping(Op::Upsert),
+                    origin(),
+                )
+                .expect_err("not a vector");
+            assert!(e.reason.contains("is not valid JSON"), "{}", e.reason);
         }
     }
 

@@ -257,9 +257,10 @@ pub struct CollectionConfig {
     /// async_rows_per_second`; rows become visible in the collection later (minutes).
     #[serde(default)]
     pub async_upsert: bool,
-    /// How a vector read as numbers (a Parquet list) is sent: `"array"` (JSON numbers, the
-    /// default) or `"base64"` (V2 only: its packed little-endian float32 bytes, a third of the
-    /// size and no decimal formatting). Vectors read as text (CSV, JSONL) go as their text.
+    /// How an upsert's vector read as numbers (a Parquet list) is sent: `"array"` (JSON numbers,
+    /// the default) or `"base64"` (V2 only: its packed little-endian float32 bytes, under half the
+    /// text and no decimal formatting). Updates and vectors read as text (CSV, JSONL) go as they
+    /// are. With `"base64"` a cell of such base64 text is also read as a vector.
     #[serde(default)]
     pub vector_encoding: VectorEncoding,
     pub fields: BTreeMap<String, FieldType>,

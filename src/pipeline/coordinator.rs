@@ -4,7 +4,8 @@
 //! Owns: dispatch (per-key order through the batcher), acknowledgement accounting (the tracker's
 //! watermarks), dead letters (written once, counted against `max_rejected_rows`), commit timing
 //! (`commit_rows`, `commit_interval`, and a final commit whatever stopped the run), and the stop
-//! grace period after the shutdown token is cancelled.
+//! grace period after the shutdown token is cancelled or a read failure ends the input (the rows
+//! read before it are drained, then the failure is returned).
 //! Never: talks HTTP or shapes requests (it sees the sender only through [`SendBatches`]), reads
 //! files, installs signal handlers, or lets a checkpoint pass a row that is not acknowledged.
 
@@ -63,7 +64,8 @@ pub(super) struct Settings {
     pub primary_key: Arc<str>,
     pub commit_interval: Duration,
     pub commit_rows: u64,
-    /// How long in-flight requests may take to finish after a stop is requested.
+    /// How long in-flight requests may take to finish after a stop is requested, and the rows
+    /// read before a read failure to be sent.
     pub stop_grace: Duration,
 }
 
@@ -159,12 +161,35 @@ impl<S: SendBatches> Coordinator<S> {
     }
 
     /// Runs until the input is exhausted and every row acknowledged, or something stops it.
-    pub async fn drive(&mut self, mut rx: mpsc::Receiver<Item>, progress: &Progress) -> Result<(), RunError> {
+    ///
+    /// A read failure ends the input, not the run at once: the rows read before it are still sent
+    /// and acknowledged (for up to the stop grace), then the failure is returned. It is returned
+    /// even when something else stops the drain (a signal, a send that gives up, too many
+    /// rejections), which is logged: the file and the place are what the user has to fix, and
+    /// `serve` sets that file aside by it.
+    pub async fn drive(&mut self, rx: mpsc::Receiver<Item>, progress: &Progress) -> Result<(), RunError> {
+        let mut failed: Option<(RunError, Instant)> = None;
+        let outcome = self.drive_until(rx, progress, &mut failed).await;
+        match (failed, outcome) {
+            (None, outcome) => outcome,
+            (Some((read, _)), Ok(())) => Err(read),
+            (Some((read, _)), Err(other)) => {
+                tracing::warn!(error = %other, "the rows read before a read failure were not all sent");
+                Err(read)
+            }
+        }
+    }
+
+    /// [`Coordinator::drive`]'s loop; a read failure is left in `failed`, and `Ok` then means
+    /// that the rows read before it were drained (or the grace ran out).
+    async fn drive_until(
+        &mut self,
+        mut rx: mpsc::Receiver<Item>,
+        progress: &Progress,
+        failed: &mut Option<(RunError, Instant)>,
+    ) -> Result<(), RunError> {
         let mut input_open = true;
         let mut stopping: Option<Instant> = None;
-        // A read failure ends the input, not the run at once: the rows read before it are still
-        // sent and acknowledged (for up to the stop grace), then the failure is returned.
-        let mut failed: Option<(RunError, Instant)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.shutdown.clone();
@@ -178,8 +203,8 @@ impl<S: SendBatches> Coordinator<S> {
                 return Err(RunError::Interrupted);
             }
             if !input_open && self.in_flight.is_empty() && self.batcher.is_empty() {
-                if let Some((e, _)) = failed {
-                    return Err(e);
+                if failed.is_some() {
+                    return Ok(());
                 }
                 break;
             }
@@ -200,14 +225,14 @@ impl<S: SendBatches> Coordinator<S> {
                 item = rx.recv(), if can_take => {
                     match item {
                         Some(item) => {
-                            input_open = self.take_or_end(item, &mut failed)?;
+                            input_open = self.take_or_end(item, failed)?;
                             // Drain what is already waiting so batches fill before they go out.
                             while input_open
                                 && self.tracker.pending() < self.window()
                                 && self.batcher.waiting_len() < MAX_WAITING
                             {
                                 match rx.try_recv() {
-                                    Ok(item) => input_open = self.take_or_end(item, &mut failed)?,
+                                    Ok(item) => input_open = self.take_or_end(item, failed)?,
                                     Err(_) => break,
                                 }
                             }
@@ -234,15 +259,12 @@ impl<S: SendBatches> Coordinator<S> {
                     if stopping.is_some_and(|t| t.elapsed() >= self.stop_grace) {
                         return Err(RunError::Interrupted);
                     }
-                    if let Some((_, at)) = &failed
-                        && at.elapsed() >= self.stop_grace
-                        && let Some((e, _)) = failed.take()
-                    {
+                    if failed.as_ref().is_some_and(|(_, at)| at.elapsed() >= self.stop_grace) {
                         tracing::warn!(
                             in_flight = self.in_flight.len(),
                             "rows read before the failure were not all acknowledged in time: they stay ahead of the checkpoint"
                         );
-                        return Err(e);
+                        return Ok(());
                     }
                 }
             }
@@ -397,6 +419,7 @@ impl<S: SendBatches> Coordinator<S> {
                 self.tracker.read_to_end(i);
                 tracing::debug!(file = %self.files[i].source.path.display(), "read to the end");
             }
+            // `take_or_end` keeps read failures from here; were one to arrive, it stops the run.
             Item::Failed(e) => return Err(e.into()),
         }
         Ok(())

@@ -66,6 +66,12 @@ async fn matrix_case(fmt: Fmt, op: &str, api: &str, seed: u64, vectors: &str) {
         "largest delete {}",
         stats.largest_delete_request_rows
     );
+    // Packed only where asked, and only vectors held as f32s (Parquet's): CSV's text goes as it is.
+    if vectors == "base64" && matches!(fmt, Fmt::Parquet) {
+        assert!(stats.packed_vectors > 0, "{fmt:?} {op} {api}: nothing was sent packed");
+    } else {
+        assert_eq!(stats.packed_vectors, 0, "{fmt:?} {op} {api} {vectors}");
+    }
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("read = applied + rejected: ok"), "{summary}");
     emu.shutdown().await;

@@ -509,7 +509,18 @@ async fn process_inner(
                 Api::V2 => VectorForms::ArrayOrPacked,
             };
             let upsert = op == Action::Write(Op::Upsert);
+            let packed = rows
+                .iter()
+                .filter_map(Value::as_object)
+                .flat_map(|row| row.iter())
+                .filter(|(name, value)| {
+                    value.is_string() && c.spec.fields.get(*name) == Some(&vikingdb_types::FieldType::Vector)
+                })
+                .count() as u64;
             let rows = prepare_rows(&c.spec, what, rows, upsert, ignore_unknown, vectors)?;
+            if packed > 0 {
+                shared.record_stats(|s| s.packed_vectors += packed);
+            }
             if op == Action::Write(Op::Upsert) {
                 Prepared::Upsert { rows, ttl }
             } else {

@@ -390,6 +390,8 @@ pub struct Stats {
     pub largest_delete_request_rows: u64,
     /// Largest row / id count per operation (`upsert`, `update`, `delete`, `fetch`).
     pub largest_request_rows: BTreeMap<String, u64>,
+    /// Vectors that came packed (V2 base64) in write requests that passed validation.
+    pub packed_vectors: u64,
     pub collections: BTreeMap<String, CollectionStats>,
 }
 

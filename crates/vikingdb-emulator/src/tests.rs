@@ -539,6 +539,7 @@ async fn v2_takes_packed_vectors_and_v1_does_not() {
         )
         .await;
     assert_ok(&got);
+    assert_eq!(e.stats().packed_vectors, 2);
     let records = e.records("docs").expect("docs");
     assert_eq!(records["a"]["vec"], json!(f32s.map(f64::from)));
     assert_eq!(records["b"]["vec"], json!([0.1, -2.5, 1e-300, 7.0]));
@@ -579,6 +580,31 @@ async fn v2_takes_packed_vectors_and_v1_does_not() {
         .await;
     assert_v1_err(&got, 400, 1000003);
     assert!(!e.records("docs").expect("docs").contains_key("z"));
+    assert_eq!(e.stats().packed_vectors, 2, "refused requests are not counted");
+
+    // Without a dim, packed bytes are float32s; with one, 8 × dim bytes are float64s (so 2 × dim
+    // float32s cannot be told from dim float64s: the client checks dim before it sends).
+    let mut free = CollectionSpec::new("free", "id", &[("id", T::String), ("vec", T::Vector)]);
+    free.dim = None;
+    let e = emu_with(EmulatorConfig {
+        collections: vec![free],
+        ..config()
+    })
+    .await;
+    let c = Client::new(&e);
+    let got = c
+        .v2(
+            "upsert",
+            json!({"collection_name": "free", "data": [{"id": "a", "vec": vec64}]}),
+        )
+        .await;
+    assert_ok(&got);
+    let stored = &e.records("free").expect("free")["a"]["vec"];
+    assert_eq!(
+        stored.as_array().map(Vec::len),
+        Some(8),
+        "32 bytes without a dim: 8 float32s"
+    );
 }
 
 #[tokio::test]

@@ -482,3 +482,93 @@ async fn a_cancelled_token_finishes_requests_in_flight_then_commits() {
     assert_eq!(f.position, Some(end(f.applied)));
     assert_eq!(c.stats.rows_read.load(Relaxed), f.applied + unfinished);
 }
+
+fn read_failure() -> Item {
+    Item::Failed(crate::source::ReadError::File {
+        file: PathBuf::from("data.csv"),
+        message: "a quoted field is still open at the end of the file".into(),
+    })
+}
+
+fn is_read_failure(outcome: &Result<(), RunError>) -> bool {
+    matches!(outcome, Err(RunError::Source(e)) if matches!(e.as_ref(), crate::source::ReadError::File { .. }))
+}
+
+#[tokio::test]
+async fn a_read_failure_drains_the_rows_read_before_it_then_stops() {
+    // 40 rows on 3 keys (most of them wait for an earlier row of their key), then a read failure:
+    // every row is still sent, in per-key order, acknowledged and checkpointed; the failure is
+    // what the run returns.
+    let s = setup();
+    let fake = Fake::new(Behaviour {
+        delay: |_| Duration::from_millis(5),
+        ..Behaviour::default()
+    });
+    let mut c = coordinator(&s, settings(2, 5), fake.clone(), CancellationToken::new());
+    let items = (1..=40)
+        .map(|r| row(r, (r % 3) as i64))
+        .chain([read_failure()])
+        .collect();
+    let (outcome, unfinished, committed) = drive(&mut c, items).await;
+    assert!(is_read_failure(&outcome), "{outcome:?}");
+    committed.unwrap();
+    assert_eq!(unfinished, 0);
+    let log = fake.log.lock().unwrap();
+    assert!(log.violations.is_empty(), "{:?}", log.violations);
+    let f = &checkpoint(&s.state).files[0];
+    assert_eq!(f.applied, 40);
+    assert_eq!(f.position, Some(end(40)));
+}
+
+#[tokio::test]
+async fn a_drain_longer_than_the_grace_leaves_the_rest_ahead_of_the_checkpoint() {
+    let s = setup();
+    let fake = Fake::new(Behaviour {
+        delay: |_| Duration::from_millis(400),
+        ..Behaviour::default()
+    });
+    let mut cfg = settings(2, 5);
+    cfg.stop_grace = Duration::from_millis(150);
+    let mut c = coordinator(&s, cfg, fake, CancellationToken::new());
+    let items = (1..=30).map(|r| row(r, r as i64)).chain([read_failure()]).collect();
+    let (outcome, unfinished, committed) = drive(&mut c, items).await;
+    assert!(is_read_failure(&outcome), "{outcome:?}");
+    committed.unwrap();
+    assert!(unfinished > 0, "the grace ran out with rows unsent");
+    let applied = crate::checkpoint::load(&s.state)
+        .unwrap()
+        .map_or(0, |cp| cp.files[0].applied);
+    assert_eq!(
+        applied + unfinished,
+        30,
+        "every row applied or still ahead of the checkpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_signal_during_the_drain_still_returns_the_read_failure() {
+    // The file and the place are what the user has to fix (and what `serve` sets aside by): a
+    // stop requested while the rows before the failure are being sent does not hide them.
+    let s = setup();
+    let fake = Fake::new(Behaviour {
+        delay: |_| Duration::from_millis(40),
+        ..Behaviour::default()
+    });
+    let token = CancellationToken::new();
+    let mut c = coordinator(&s, settings(2, 5), fake.clone(), token.clone());
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        token.cancel();
+    });
+    let items = (1..=20).map(|r| row(r, r as i64)).chain([read_failure()]).collect();
+    let (outcome, unfinished, committed) = drive(&mut c, items).await;
+    cancel.await.unwrap();
+    assert!(is_read_failure(&outcome), "{outcome:?}");
+    committed.unwrap();
+    let log = fake.log.lock().unwrap();
+    assert_eq!(log.dispatched, log.finished, "every request in flight finished");
+    let f = &checkpoint(&s.state).files[0];
+    assert_eq!(f.applied, 5 * log.dispatched as u64);
+    assert_eq!(f.applied + unfinished, 20);
+    assert!(unfinished > 0, "the stop came before every row was sent");
+}
