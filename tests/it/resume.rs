@@ -171,6 +171,64 @@ async fn fixed_dead_letters_can_be_replayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_vectors_refused_by_the_server_replay_bit_for_bit() {
+    // vector_encoding = "base64", no dim in the client's config, and a server whose collection
+    // has dim 4: two 5-element vectors are refused by the server and dead-lettered as sent, as
+    // base64 strings. Replayed into a collection of dim 5 with the same setting, they are stored
+    // as the very float32s of the Parquet file.
+    let dir = tempdir();
+    let first = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 3).await;
+    let mut data = rows(4, 20, "p");
+    let odd = [0.1f32, 1e-45, -0.0, f32::MAX / 3.0, std::f32::consts::PI];
+    for r in data.iter_mut().skip(7).step_by(9) {
+        r.vec = Some(odd.to_vec());
+    }
+    write(&dir.path().join("a.parquet"), Fmt::Parquet, &data, false);
+    let packed = |endpoint: &str| {
+        config_text(endpoint, "v2", "items", false, 0, &[]).replace("dim = 4\n", "vector_encoding = \"base64\"\n")
+    };
+    write_config(
+        dir.path(),
+        &(packed(&first.endpoint()) + "\n[[sources]]\npath = \"a.parquet\"\nop = \"upsert\"\n"),
+    );
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert_eq!(first.records("items").expect("collection").len(), 18, "{shown}");
+    assert!(first.stats().packed_vectors >= 18, "{shown}");
+    let dl = std::fs::read_to_string(dir.path().join("state/dead-letter.jsonl")).expect("dead letters");
+    assert_eq!(dl.lines().count(), 2, "{dl}");
+    for line in dl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert!(v["record"]["vec"].is_string(), "sent packed: {line}");
+    }
+    std::fs::write(dir.path().join("replay.jsonl"), &dl).expect("write");
+
+    let mut wide = spec("items", 0, false);
+    wide.dim = Some(5);
+    let second = start_emulator(vec![wide], FaultConfig::default(), 4).await;
+    let replay = packed(&second.endpoint()).replace("dir = \"state\"", "dir = \"state-replay\"")
+        + "\n[[sources]]\npath = \"replay.jsonl\"\nformat = \"dead-letter\"\n";
+    std::fs::write(dir.path().join("replay.toml"), replay).expect("config");
+    let out = run_binary(dir.path(), &["run", "--config", "replay.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let records = second.records("items").expect("collection");
+    assert_eq!(records.len(), 2, "{shown}");
+    for (key, record) in &records {
+        let bits: Vec<u32> = record["vec"]
+            .as_array()
+            .expect("stored as numbers")
+            .iter()
+            .map(|x| (x.as_f64().expect("number") as f32).to_bits())
+            .collect();
+        assert_eq!(bits, odd.map(f32::to_bits), "{key}");
+    }
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_never_share_a_state_dir() {
     let dir = tempdir();
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
