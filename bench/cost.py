@@ -70,12 +70,13 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+
+import benchlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AK = "AKBENCHMARK"
@@ -211,11 +212,8 @@ def client_env(extra: list[str]) -> dict[str, str]:
 
 class Emulator:
     def __init__(self, exe: str, run_dir: str, dim: int) -> None:
-        os.makedirs(run_dir, exist_ok=True)
-        conf = os.path.join(run_dir, "collections.toml")
         fields = "\n".join(f'{k} = "{t}"' for k, t in FIELDS)
-        with open(conf, "w") as f:
-            f.write(f"""seed = 7
+        self.proc, self.url = benchlib.start_emulator(exe, run_dir, f"""seed = 7
 
 [[keys]]
 access_key = "{AK}"
@@ -229,28 +227,6 @@ quota_rows_per_second = 0
 [collections.fields]
 {fields}
 """)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("VIKINGDB_AK", "VIKINGDB_SK", "VIKINGDB_SESSION_TOKEN")}
-        self.out_path = os.path.join(run_dir, "emulator.stdout")
-        self.out = open(self.out_path, "w")
-        self.err = open(os.path.join(run_dir, "emulator.stderr"), "w")
-        self.proc = subprocess.Popen(
-            [exe, "--log-level", "warn", "emulator", "--listen", "127.0.0.1:0", "--collections", conf],
-            stdout=self.out, stderr=self.err, env=env)
-        self.url = ""
-        for _ in range(200):
-            with open(self.out_path) as f:
-                for line in f:
-                    if line.startswith("listening on "):
-                        self.url = line[len("listening on "):].strip()
-            if self.url:
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not self.url.startswith("http://127.0.0.1:"):
-            self.stop()
-            raise RuntimeError(f"emulator did not start; see {run_dir}/emulator.stderr")
 
     def stats(self) -> dict:
         try:
@@ -260,15 +236,7 @@ quota_rows_per_second = 0
             return {}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
-        self.err.close()
+        benchlib.stop(self.proc)
 
 
 def write_config(path: str, url: str, dim: int, data: str, conc: int, read_threads: int | None = None,

@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
+
+import benchlib
 
 AK, SK = "AKFLOWBENCH", "SKFLOWBENCHSECRET"
 DIM = 8
@@ -94,23 +94,7 @@ quota_rows_per_second = {sc["quota"]}
 {"" if vectorize else f"dim = {DIM}"}
 [collections.fields]
 {fields(vectorize)}"""
-    path = os.path.join(work, "collections.toml")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(cfg)
-    out = open(os.path.join(work, "emulator.out"), "w+", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIKINGDB_")}
-    proc = subprocess.Popen([binary, "--log-level", "warn", "emulator", "--listen", "127.0.0.1:0",
-                             "--collections", path], stdout=out, stderr=subprocess.DEVNULL, env=env)
-    for _ in range(200):
-        out.seek(0)
-        m = re.search(r"^listening on (http://127\.0\.0\.1:\d+)", out.read(), re.M)
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            raise SystemExit("the emulator exited: " + open(path).read())
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("the emulator did not start")
+    return benchlib.start_emulator(binary, work, cfg)
 
 
 def client_config(endpoint: str, sc: dict, data: str, state: str) -> str:
@@ -192,8 +176,7 @@ def run(binary: str, name: str, sc: dict, root: str) -> dict:
             clients.append(s)
         stats = json.load(urllib.request.urlopen(f"{endpoint}/admin/stats", timeout=5))
     finally:
-        emu.terminate()
-        emu.wait(timeout=10)
+        benchlib.stop(emu)
     quota = sc.get("async_quota", sc["quota"])
     rows = sum(c.get("applied", 0) or 0 for c in clients)
     wall = max(c.get("elapsed_secs", 0) or 0 for c in clients)

@@ -28,13 +28,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+
+from benchlib import clean_env, stop
+from benchlib import start_emulator as start_emulator_with
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AK, SK = "AKOBJBENCH", "SKOBJBENCHSECRET"
@@ -64,24 +66,8 @@ def machine_busy_s() -> float:
     return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("VIKINGDB_", "AWS_", "VOLC_"))}
-
-
 def start_emulator(binary: str, work: str, dim: int) -> tuple[subprocess.Popen, str]:
-    path = os.path.join(work, "collections.toml")
-    with open(path, "w") as f:
-        f.write(f"""seed = 7
+    return start_emulator_with(binary, work, f"""seed = 7
 
 [[keys]]
 access_key = "{AK}"
@@ -99,20 +85,6 @@ score = "float32"
 tags = "list<string>"
 vec = "vector"
 """)
-    out = os.path.join(work, "emulator.out")
-    proc = subprocess.Popen([binary, "--log-level", "warn", "emulator", "--listen", "127.0.0.1:0",
-                             "--collections", path], stdout=open(out, "w"), stderr=subprocess.DEVNULL,
-                            env=clean_env())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        m = re.search(r"^listening on (http://[0-9.:]+)", open(out).read(), re.M)
-        if m:
-            return proc, m.group(1)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop(proc)
-    raise RuntimeError("the emulator did not start")
 
 
 def start_moto(moto: str) -> tuple[subprocess.Popen, str]:

@@ -29,13 +29,15 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from benchlib import clean_env, stop, wait_for_address
+from benchlib import start_emulator as start_emulator_with
 
 AK, SK = "AKSERVEBENCH", "SKSERVEBENCHSECRET"
 DIM = 8
@@ -56,24 +58,6 @@ def write_rows(path: str, n: int, start: int) -> None:
             f.write(f'k{i:07d},title {i},"[{vec}]"\n')
 
 
-def clean_env() -> dict:
-    return {k: v for k, v in os.environ.items() if not k.startswith("VIKINGDB_")}
-
-
-def wait_for_line(proc: subprocess.Popen, path: str, what: str, timeout: float = 30.0) -> str:
-    """The address from the first `listening on http://ADDR` line the process wrote to `path`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            m = re.search(r"^listening on (http://[0-9.:]+)", f.read(), re.M)
-        if m:
-            return m.group(1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not print its address within {timeout} s")
-
-
 def start_emulator(binary: str, work: str) -> tuple[subprocess.Popen, str]:
     cfg = f"""seed = 7
 quota_burst_seconds = 0.1
@@ -92,18 +76,7 @@ id = "string"
 title = "string"
 vec = "vector"
 """
-    path = os.path.join(work, "collections.toml")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(cfg)
-    out = os.path.join(work, "emulator.out")
-    proc = subprocess.Popen([binary, "--log-level", "warn", "emulator", "--listen", "127.0.0.1:0",
-                             "--collections", path], stdout=open(out, "w"), stderr=subprocess.DEVNULL,
-                            env=clean_env())
-    try:
-        return proc, wait_for_line(proc, out, "the emulator")
-    except BaseException:
-        stop(proc)
-        raise
+    return start_emulator_with(binary, work, cfg)
 
 
 def serve_config(endpoint: str, work: str) -> str:
@@ -141,7 +114,7 @@ def start_serve(binary: str, work: str, endpoint: str) -> tuple[subprocess.Popen
     proc = subprocess.Popen([binary, "--log-format", "json", "serve", "--config", cfg, "--listen", "127.0.0.1:0"],
                             stdout=open(out, "w"), stderr=open(log, "w"), env=env)
     try:
-        addr = wait_for_line(proc, out, "serve")
+        addr = wait_for_address(proc, out, "serve")
         deadline = time.monotonic() + 30
         while http_status(f"{addr}/readyz") != 200:
             if proc.poll() is not None:
@@ -153,19 +126,6 @@ def start_serve(binary: str, work: str, endpoint: str) -> tuple[subprocess.Popen
     except BaseException:
         stop(proc)
         raise
-
-
-def stop(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
-    """SIGTERM, then SIGKILL if it has not exited within `timeout`. The exit code (None if killed)."""
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
 
 
 def http_status(url: str) -> int | None:
