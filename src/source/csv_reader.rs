@@ -11,8 +11,8 @@
 //!
 //! Quoting: `.csv` files follow RFC 4180 (`"` opens a quoted field at the start of a field, `""`
 //! inside it is a quote). A quoted field still open at the end of the file, or longer than
-//! `MAX_QUOTED_FIELD` bytes, stops the file with a `ReadError::File` naming the line (or, after
-//! a resume, the byte) where the quote opened: the csv crate would end such a field silently at
+//! `MAX_QUOTED_FIELD` bytes, stops the file with a `ReadError::File` naming the row and the line
+//! (after a resume, the row and the byte) where the quote opened: the csv crate would end such a field silently at
 //! the end of the file and swallow every line after the quote into one cell. The record holding
 //! the quote is never yielded. `.tsv` files (IANA text/tab-separated-values) have no quoting at
 //! all: a `"` is an ordinary character, and a field cannot contain a tab or a line break.
@@ -290,9 +290,12 @@ impl CsvReader {
 
     /// The splitter's only errors are the stream's (the csv crate's, with a flexible reader of
     /// byte records, were too).
+    /// An open quote names the row it is in (the next one; the header before any), which is
+    /// known after a resume too, where the line is not.
     fn csv_error(&self, io: io::Error) -> ReadError {
         match io.get_ref().and_then(|e| e.downcast_ref::<OpenQuote>()) {
-            Some(open) => super::file_error(&self.path, open.to_string()),
+            Some(open) if self.headers.is_empty() => super::file_error(&self.path, format!("header: {open}")),
+            Some(open) => super::file_error(&self.path, format!("row {}: {open}", self.rows + 1)),
             None => super::stream_error(&self.path, self.compression, &io),
         }
     }
@@ -640,24 +643,30 @@ mod tests {
         assert_eq!(rows[0].as_ref().unwrap().cells[1].1, t("a"));
         match &rows[1] {
             Err(ReadError::File { message, .. }) => {
-                assert!(message.contains("line 3 (byte 11)"), "{message}");
+                assert!(
+                    message.contains("row 2: a quoted field opened on line 3 (byte 11)"),
+                    "{message}"
+                );
                 assert!(message.contains("end of the file"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        // Resumed after row 1: the byte is given, not the line.
+        // Resumed after row 1: the row and the byte are given, not the line.
         let end = rows[0].as_ref().unwrap().end;
         let rest = read_all(&p, &ReadOptions::default(), Some(end));
         match &rest[..] {
-            [Err(ReadError::File { message, .. })] => assert!(message.contains("byte 11"), "{message}"),
+            [Err(ReadError::File { message, .. })] => {
+                assert!(message.contains("row 2: a quoted field opened on byte 11"), "{message}")
+            }
             other => panic!("{other:?}"),
         }
         // In the header.
         let p = write(&dir, "h.csv", b"id,\"t\n1,2\n");
-        assert!(matches!(
-            super::super::open(&p, &ReadOptions::default(), None),
-            Err(ReadError::File { .. })
-        ));
+        match super::super::open(&p, &ReadOptions::default(), None) {
+            Err(ReadError::File { message, .. }) => assert!(message.contains("header: a quoted field"), "{message}"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("an open quote in the header was read"),
+        }
     }
 
     #[test]

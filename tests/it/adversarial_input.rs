@@ -158,7 +158,7 @@ async fn rows_read_before_a_broken_line_are_applied_and_checkpointed() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
-        stderr(&out).contains("rows.csv") && stderr(&out).contains("line 302"),
+        stderr(&out).contains("rows.csv: row 301: a quoted field opened on line 302"),
         "{shown}"
     );
     let records = emu.records("items").expect("collection");
@@ -177,9 +177,9 @@ async fn rows_read_before_a_broken_line_are_applied_and_checkpointed() {
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
-    // Resumed from a byte offset, the reader names the byte where the quote opened.
+    // Resumed from a byte offset the line is not known; the row is.
     assert!(
-        stderr(&out).contains("rows.csv") && stderr(&out).contains("quote"),
+        stderr(&out).contains("rows.csv: row 301: a quoted field opened on byte"),
         "{shown}"
     );
     assert!(shown.contains("resumed        300 rows"), "{shown}");
