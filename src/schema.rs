@@ -873,6 +873,13 @@ mod tests {
         Cell::Text(s.into())
     }
 
+    /// Row `{id, vec}` typed by `s` for `op`: its JSON, or why it was refused.
+    fn typed_vector(s: &Schema, id: i64, vec: Cell, op: Op) -> Result<Box<str>, String> {
+        s.coerce(&row(&[("id", Cell::Int(id)), ("vec", vec)]), &mapping(op), origin())
+            .map(|r| r.json)
+            .map_err(|e| e.reason)
+    }
+
     #[test]
     fn key_of_is_the_key_coerce_gives_valid_or_not() {
         let s = schema();
@@ -1012,46 +1019,28 @@ mod tests {
     fn base64_encoding_packs_f32_vectors_and_keeps_vector_text_as_it_came() {
         let mut s = schema();
         s.vector_encoding = VectorEncoding::Base64;
-        let m = mapping(Op::Upsert);
+        let list = || Cell::F32List(vec![1.0, -2.0, 0.0, 0.5]);
         // A Parquet list: 1.0, -2.0, 0.0, 0.5 little-endian, base64.
-        let rec = s
-            .coerce(
-                &row(&[("id", Cell::Int(1)), ("vec", Cell::F32List(vec![1.0, -2.0, 0.0, 0.5]))]),
-                &m,
-                origin(),
-            )
-            .expect("valid");
-        assert_eq!(&*rec.json, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+        assert_eq!(
+            &*typed_vector(&s, 1, list(), Op::Upsert).expect("valid"),
+            r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#
+        );
         // An update goes as an array: only upsertData documents the packed form.
-        let rec = s
-            .coerce(
-                &row(&[("id", Cell::Int(1)), ("vec", Cell::F32List(vec![1.0, -2.0, 0.0, 0.5]))]),
-                &mapping(Op::Update),
-                origin(),
-            )
-            .expect("valid");
-        assert_eq!(&*rec.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
+        assert_eq!(
+            &*typed_vector(&s, 1, list(), Op::Update).expect("valid"),
+            r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#
+        );
         // Parsed from JSON numbers (an owned vector): packed too.
-        let rec = s
-            .coerce(
-                &row(&[
-                    ("id", Cell::Int(2)),
-                    ("vec", Cell::Json(serde_json::json!([1, -2, 0, 0.5]))),
-                ]),
-                &m,
-                origin(),
-            )
-            .expect("valid");
-        assert_eq!(&*rec.json, r#"{"id":2,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+        let parsed = Cell::Json(serde_json::json!([1, -2, 0, 0.5]));
+        assert_eq!(
+            &*typed_vector(&s, 2, parsed, Op::Upsert).expect("valid"),
+            r#"{"id":2,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#
+        );
         // A CSV cell's text goes as it came.
-        let rec = s
-            .coerce(
-                &row(&[("id", Cell::Int(3)), ("vec", text("[1,-2,0,0.5]"))]),
-                &m,
-                origin(),
-            )
-            .expect("valid");
-        assert_eq!(&*rec.json, r#"{"id":3,"vec":[1,-2,0,0.5]}"#);
+        assert_eq!(
+            &*typed_vector(&s, 3, text("[1,-2,0,0.5]"), Op::Upsert).expect("valid"),
+            r#"{"id":3,"vec":[1,-2,0,0.5]}"#
+        );
     }
 
     #[test]
@@ -1071,22 +1060,10 @@ mod tests {
             Cell::Json(serde_json::json!("AACAPwAAAMAAAAAAAAAAPw==")),
             text(&f64s),
         ] {
-            let upsert = s
-                .coerce(
-                    &row(&[("id", Cell::Int(1)), ("vec", cell.clone())]),
-                    &mapping(Op::Upsert),
-                    origin(),
-                )
-                .expect("valid");
-            assert_eq!(&*upsert.json, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
-            let update = s
-                .coerce(
-                    &row(&[("id", Cell::Int(1)), ("vec", cell)]),
-                    &mapping(Op::Update),
-                    origin(),
-                )
-                .expect("valid");
-            assert_eq!(&*update.json, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
+            let upsert = typed_vector(&s, 1, cell.clone(), Op::Upsert).expect("valid");
+            assert_eq!(&*upsert, r#"{"id":1,"vec":"AACAPwAAAMAAAAAAAAAAPw=="}"#);
+            let update = typed_vector(&s, 1, cell, Op::Update).expect("valid");
+            assert_eq!(&*update, r#"{"id":1,"vec":[1.0,-2.0,0.0,0.5]}"#);
         }
         for (cell, why) in [
             (
@@ -1101,26 +1078,14 @@ mod tests {
             (text("AACA"), "base64 of 3 bytes is not a packed vector"),
             (text("[1,2,3]"), "vector has 3 dimensions, the collection's is 4"),
         ] {
-            let e = s
-                .coerce(
-                    &row(&[("id", Cell::Int(1)), ("vec", cell)]),
-                    &mapping(Op::Upsert),
-                    origin(),
-                )
-                .expect_err("refused");
-            assert!(e.reason.contains(why), "{why}: {}", e.reason);
+            let e = typed_vector(&s, 1, cell, Op::Upsert).expect_err("refused");
+            assert!(e.contains(why), "{why}: {e}");
         }
         // With array encoding (the default) base64 text is not a vector: a hash or an id that
         // lands in the vector column is refused, never read as numbers.
         for t in ["AACAPwAAAMAAAAAAAAAAPw==", "d41d8cd98f00b204e9800998ecf8427e"] {
-            let e = schema()
-                .coerce(
-                    &row(&[("id", Cell::Int(1)), ("vec", text(t))]),
-                    &mapping(Op::Upsert),
-                    origin(),
-                )
-                .expect_err("not a vector");
-            assert!(e.reason.contains("is not valid JSON"), "{}", e.reason);
+            let e = typed_vector(&schema(), 1, text(t), Op::Upsert).expect_err("not a vector");
+            assert!(e.contains("is not valid JSON"), "{e}");
         }
     }
 

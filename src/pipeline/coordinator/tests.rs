@@ -204,6 +204,14 @@ async fn drive(c: &mut Coordinator<Fake>, items: Vec<Item>) -> (Result<(), RunEr
     (outcome, unfinished, committed)
 }
 
+/// Cancels `token` (a signal) after `ms` milliseconds.
+fn cancel_after(token: CancellationToken, ms: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        token.cancel();
+    })
+}
+
 fn checkpoint(dir: &Path) -> Checkpoint {
     crate::checkpoint::load(dir)
         .unwrap()
@@ -464,10 +472,7 @@ async fn a_cancelled_token_finishes_requests_in_flight_then_commits() {
     });
     let token = CancellationToken::new();
     let mut c = coordinator(&s, settings(2, 5), fake.clone(), token.clone());
-    let cancel = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        token.cancel();
-    });
+    let cancel = cancel_after(token, 100);
     let items = (1..=1000).map(|r| row(r, r as i64)).collect();
     let (outcome, unfinished, committed) = drive(&mut c, items).await;
     cancel.await.unwrap();
@@ -556,10 +561,7 @@ async fn a_signal_during_the_drain_still_returns_the_read_failure() {
     });
     let token = CancellationToken::new();
     let mut c = coordinator(&s, settings(2, 5), fake.clone(), token.clone());
-    let cancel = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        token.cancel();
-    });
+    let cancel = cancel_after(token, 30);
     let items = (1..=20).map(|r| row(r, r as i64)).chain([read_failure()]).collect();
     let (outcome, unfinished, committed) = drive(&mut c, items).await;
     cancel.await.unwrap();
