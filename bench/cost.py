@@ -8,7 +8,7 @@ Python 3.11, stdlib only. Linux (os.wait4, /proc).
     python3 bench/cost.py --bin /tmp/old/vikingsync --bin target/release/vikingsync --repeat 3
                                                              # A/B: binaries interleaved per round
     python3 bench/cost.py --read-threads 2                   # [read] threads = 2 in the client config
-    python3 bench/cost.py --vector-encoding base64           # Parquet's vectors sent packed (V2)
+    python3 bench/cost.py --vector-encoding array            # Parquet's vectors as numbers (no check)
     python3 bench/cost.py --env KEY=VAL                      # a client environment knob
     python3 bench/cost.py --big                              # peak RSS on ~1 GB and ~4 GB CSV inputs
 
@@ -378,6 +378,8 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
         "applied": applied,
         "rejected": s.get("rejected"),
         "emulator_applied": emu_applied,
+        "emulator_packed_vectors": stats.get("packed_vectors"),
+        "vectors": s.get("vectors"),
         "ok": child.returncode == 0 and applied == rows and emu_applied == rows,
         "emulator_cpu_s": round((emu_cpu1 - emu_cpu0) / CLK_TCK, 2),
         "emulator_peak_rss_mib": round(emu_hwm / 1024, 1),
@@ -460,9 +462,10 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--read-threads", type=int, help="[read] threads in the client config (default: not set; "
                    "binaries before 5a93419 refuse the key)")
-    p.add_argument("--vector-encoding", choices=["array", "base64"],
-                   help="[collection] vector_encoding in the client config (default: not set, i.e. array; "
-                   "binaries before it refuse the key)")
+    p.add_argument("--vector-encoding", choices=["auto", "array", "base64"],
+                   help="[collection] vector_encoding in the client config (default: not set: the binary's "
+                   "default: \"auto\" from 2026-11-29, \"array\" before; binaries before 6a40930 refuse the key, and "
+                   "binaries before \"auto\" refuse that value)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VAL", help="set in the client's environment")
     p.add_argument("--out", help="append one JSON line per run to this file")
     p.add_argument("--work", default="/tmp/vikingsync-cost", help="data and run dirs (kept; data is reused)")

@@ -70,6 +70,8 @@ pub struct Stats {
     pub bytes_total: AtomicU64,
     /// The sequence number of the last checkpoint this process committed (0: none yet).
     pub checkpoint_seq: AtomicU64,
+    /// How vectors went, when `vector_encoding = "auto"` checked (its verdict, in words).
+    pub vectors: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -135,6 +137,7 @@ impl Stats {
             },
             concurrency_now: self.concurrency_now.load(Relaxed),
             concurrency_peak: self.concurrency_peak.load(Relaxed),
+            vectors: self.vectors.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             rows_per_second: if elapsed.as_secs_f64() > 0.0 {
                 (applied + self.rejected.load(Relaxed)) as f64 / elapsed.as_secs_f64()
             } else {
@@ -168,6 +171,9 @@ pub struct Summary {
     /// The in-flight limit at the end, and the highest it reached.
     pub concurrency_now: u64,
     pub concurrency_peak: u64,
+    /// How vectors went, when `vector_encoding = "auto"` checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<String>,
 }
 
 impl Summary {
@@ -185,7 +191,7 @@ impl Summary {
              elapsed        {:.2}s\n\
              throughput     {:.0} rows/s\n\
              flow           rate {} at the end ({} cuts), concurrency {} (peak {})\n\
-             check          read = applied + rejected: {}{}",
+             check          read = applied + rejected: {}{}{}",
             self.rows_read,
             self.applied,
             self.applied_upsert,
@@ -211,6 +217,9 @@ impl Summary {
             } else {
                 String::new()
             },
+            self.vectors
+                .as_ref()
+                .map_or_else(String::new, |v| format!("\nvectors        {v}")),
         )
     }
 }

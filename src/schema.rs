@@ -201,6 +201,29 @@ impl Schema {
         key
     }
 
+    /// The vector an upsert `record` sends packed (base64 text, see
+    /// [`crate::config::VectorEncoding`]): its field's name and the `f32`s the text holds; `None`
+    /// when the record sends no vector that way. For `vector_encoding = "auto"`'s check, once a run.
+    pub fn packed_vector_of(&self, record: &Record) -> Option<(String, Vec<f32>)> {
+        use base64::Engine as _;
+        if record.op != Op::Upsert {
+            return None;
+        }
+        let row: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&record.json).ok()?;
+        let (name, text) = row.iter().find_map(|(name, value)| {
+            (self.fields.get(name.as_str()) == Some(&FieldType::Vector))
+                .then(|| value.as_str())
+                .flatten()
+                .map(|t| (name.clone(), t))
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+        let v: Vec<f32> = bytes
+            .chunks_exact(4)
+            .filter_map(|b| b.first_chunk::<4>().map(|b| f32::from_le_bytes(*b)))
+            .collect();
+        (bytes.len() % 4 == 0 && !v.is_empty()).then_some((name, v))
+    }
+
     fn coerce_key(&self, cell: &Cell) -> Result<PrimaryKey, String> {
         let pk = &self.primary_key;
         match (self.key_type, cell) {
@@ -266,7 +289,8 @@ impl Field<'_> {
 /// Writes a vector held as `f32`s in `encoding`.
 fn write_vector(out: &mut Vec<u8>, v: &[f32], encoding: VectorEncoding) {
     match encoding {
-        VectorEncoding::Array => crate::record::write_f32_array(out, v),
+        // The schema is given a settled encoding; unsettled, `auto` is `array`.
+        VectorEncoding::Array | VectorEncoding::Auto => crate::record::write_f32_array(out, v),
         VectorEncoding::Base64 => crate::record::write_f32_base64(out, v),
     }
 }

@@ -32,6 +32,32 @@ pub fn path(api: ApiVersion, op: Op) -> &'static str {
     }
 }
 
+/// V2's fetch of rows by primary key from the collection (`vector_encoding = "auto"`'s check).
+pub const FETCH_PATH: &str = "/api/vikingdb/data/fetch_in_collection";
+
+/// The V2 fetch body for one key: `{"collection_name":…,"ids":[key]}` (a delete's shape).
+pub fn fetch_body(locator: &Locator, key: &crate::record::PrimaryKey) -> Bytes {
+    let mut out = Vec::new();
+    push_locator(&mut out, locator);
+    out.extend_from_slice(b",\"ids\":[");
+    let _ = serde_json::to_writer(&mut out, key);
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+/// `{"collection_name":"c"` (or `resource_id`, `collection_alias`): a body's opening.
+fn push_locator(out: &mut Vec<u8>, locator: &Locator) {
+    out.push(b'{');
+    let (key, value) = match locator {
+        Locator::Name(n) => ("collection_name", n),
+        Locator::ResourceId(r) => ("resource_id", r),
+        Locator::Alias(a) => ("collection_alias", a),
+    };
+    push_json_str(out, key);
+    out.push(b':');
+    push_json_str(out, value);
+}
+
 /// Request-level switches of a write.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
@@ -61,15 +87,7 @@ pub fn write_body(
     let rows_len: usize = records.iter().map(|r| r.json.len() + 1).sum();
     out.clear();
     out.reserve(rows_len + 128);
-    out.push(b'{');
-    let (key, value) = match locator {
-        Locator::Name(n) => ("collection_name", n),
-        Locator::ResourceId(r) => ("resource_id", r),
-        Locator::Alias(a) => ("collection_alias", a),
-    };
-    push_json_str(out, key);
-    out.push(b':');
-    push_json_str(out, value);
+    push_locator(out, locator);
     if op == Op::Delete {
         out.extend_from_slice(match api {
             ApiVersion::V2 => b",\"ids\":[",

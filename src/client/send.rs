@@ -136,6 +136,29 @@ impl Drop for PooledBody {
     }
 }
 
+/// One HTTP answer as read off the wire.
+pub(super) struct Answer {
+    endpoint: String,
+    status: u16,
+    request_id: Option<String>,
+    location: Option<String>,
+    retry_after: Option<Duration>,
+    pub(super) bytes: Vec<u8>,
+}
+
+impl Answer {
+    pub(super) fn reply(&self) -> api::Reply<'_> {
+        api::Reply {
+            status: self.status,
+            body: &self.bytes,
+            request_id: self.request_id.as_deref(),
+            retry_after: self.retry_after,
+            location: self.location.as_deref(),
+            endpoint: &self.endpoint,
+        }
+    }
+}
+
 /// Sends batches to one collection. Cheap to share behind an `Arc`.
 pub struct Sender {
     http: reqwest::Client,
@@ -170,21 +193,21 @@ fn push_pieces(stack: &mut Vec<Vec<Record>>, mut rows: Vec<Record>, size: usize)
 
 /// One failed attempt, with what was decided about it.
 #[derive(Debug)]
-enum AttemptError {
+pub(super) enum AttemptError {
     Throttled(Option<Duration>, WireError),
     Retryable(WireError),
     Fatal(String, WireError),
 }
 
 impl AttemptError {
-    fn wire(&self) -> &WireError {
+    pub(super) fn wire(&self) -> &WireError {
         match self {
             AttemptError::Throttled(_, e) | AttemptError::Retryable(e) | AttemptError::Fatal(_, e) => e,
         }
     }
 }
 
-enum Sent {
+pub(super) enum Sent {
     Applied,
     Refused(ServerError),
     /// Throttled while larger than a request may now be: send it again as smaller requests.
@@ -235,6 +258,14 @@ impl Sender {
         })
     }
 
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub(super) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// Sends a batch: every row comes back applied or rejected (with the server's reason), or the
     /// call fails and the run must stop.
     pub async fn send(&self, batch: Batch) -> Result<BatchResult, SendError> {
@@ -245,7 +276,8 @@ impl Sender {
         let mut stack = Vec::with_capacity(batch.records.len().div_ceil(size));
         push_pieces(&mut stack, batch.records, size);
         while let Some(mut rows) = stack.pop() {
-            match self.send_with_retry(batch.op, batch.ttl, &rows).await? {
+            let asynchronous = self.target.async_upsert && batch.op == Op::Upsert;
+            match self.send_with_retry(batch.op, batch.ttl, &rows, asynchronous).await? {
                 Sent::Applied => result.applied.append(&mut rows),
                 Sent::Refused(err) if rows.len() == 1 => {
                     result.rejected.extend(rows.drain(..).map(|rec| (rec, err.clone())));
@@ -274,7 +306,15 @@ impl Sender {
         Ok(result)
     }
 
-    async fn send_with_retry(&self, op: Op, ttl: Option<u32>, rows: &[Record]) -> Result<Sent, SendError> {
+    /// Sends `rows` as one request (`"async": true` when `asynchronous`), retrying what is
+    /// retryable.
+    pub(super) async fn send_with_retry(
+        &self,
+        op: Op,
+        ttl: Option<u32>,
+        rows: &[Record],
+        asynchronous: bool,
+    ) -> Result<Sent, SendError> {
         let t = &self.target;
         let mut buf = self.bodies.take();
         api::write_body(
@@ -285,7 +325,7 @@ impl Sender {
             ttl,
             api::Flags {
                 ignore_unknown: t.ignore_unknown_fields,
-                asynchronous: t.async_upsert && op == Op::Upsert,
+                asynchronous,
             },
             rows,
         );
@@ -295,12 +335,7 @@ impl Sender {
         });
         let hash = sign::sha256_hex(&body);
         let path = api::path(t.api, op);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_backoff())
-            .with_max_delay(self.retry.max_backoff())
-            .with_factor(2.0)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1))
-            .with_total_delay(Some(self.retry.max_elapsed()));
+        let backoff = self.backoff();
         let mut attempts = 0usize;
         let deadline = Instant::now().checked_add(self.retry.max_elapsed());
         let max_backoff = self.retry.max_backoff();
@@ -421,8 +456,44 @@ impl Sender {
         outcome
     }
 
+    /// The retry policy of every request: capped exponential, at most `max_attempts`, within
+    /// `max_elapsed` (jitter and `Retry-After` are added by the caller).
+    pub(super) fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.retry.initial_backoff())
+            .with_max_delay(self.retry.max_backoff())
+            .with_factor(2.0)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1))
+            .with_total_delay(Some(self.retry.max_elapsed()))
+    }
+
     /// One HTTP exchange, read and classified.
     async fn exchange(&self, path: &str, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
+        let answer = self.round_trip(path, body, hash).await?;
+        self.classify(&answer.reply())
+    }
+
+    /// What an answer means for the request that got it: [`Sent::Applied`] for a VikingDB
+    /// success, else the failure typed as [`retry::decide`] says.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error every attempt returns (the async ones are not linted); one per answer"
+    )]
+    pub(super) fn classify(&self, reply: &api::Reply<'_>) -> Result<Sent, AttemptError> {
+        let Err(wire) = retry::read(self.target.api, reply) else {
+            return Ok(Sent::Applied);
+        };
+        match retry::decide(self.target.api, &wire) {
+            Action::Split(e) => Ok(Sent::Refused(e)),
+            Action::Throttle(retry_after) => Err(AttemptError::Throttled(retry_after, wire)),
+            Action::Retry => Err(AttemptError::Retryable(wire)),
+            Action::Fatal(message) => Err(AttemptError::Fatal(message, wire)),
+        }
+    }
+
+    /// One signed POST and its answer, read up to [`MAX_RESPONSE_BYTES`]; a transport failure or
+    /// a longer answer is retryable.
+    pub(super) async fn round_trip(&self, path: &str, body: Bytes, hash: &str) -> Result<Answer, AttemptError> {
         let endpoint = format!("POST {}{path}", self.base);
         let request = self.request(path, body, hash);
         let mut response = request
@@ -446,27 +517,18 @@ impl Sender {
             }
             Err(e) => return Err(AttemptError::Retryable(WireError::transport(&endpoint, e))),
         };
-        let reply = api::Reply {
+        Ok(Answer {
+            endpoint,
             status,
-            body: &bytes,
-            request_id: request_id.as_deref(),
+            request_id,
+            location,
             retry_after,
-            location: location.as_deref(),
-            endpoint: &endpoint,
-        };
-        let Err(wire) = retry::read(self.target.api, &reply) else {
-            return Ok(Sent::Applied);
-        };
-        match retry::decide(self.target.api, &wire) {
-            Action::Split(e) => Ok(Sent::Refused(e)),
-            Action::Throttle(retry_after) => Err(AttemptError::Throttled(retry_after, wire)),
-            Action::Retry => Err(AttemptError::Retryable(wire)),
-            Action::Fatal(message) => Err(AttemptError::Fatal(message, wire)),
-        }
+            bytes,
+        })
     }
 
     /// Builds one signed request. The bytes sent are the bytes hashed.
-    fn request(&self, path: &str, body: Bytes, hash: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, path: &str, body: Bytes, hash: &str) -> reqwest::RequestBuilder {
         let builder = self
             .http
             .post(format!("{}{path}", self.base))

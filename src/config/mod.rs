@@ -257,10 +257,12 @@ pub struct CollectionConfig {
     /// async_rows_per_second`; rows become visible in the collection later (minutes).
     #[serde(default)]
     pub async_upsert: bool,
-    /// How an upsert's vector read as numbers (a Parquet list) is sent: `"array"` (JSON numbers,
-    /// the default) or `"base64"` (V2 only: its packed little-endian float32 bytes, under half the
-    /// text and no decimal formatting). Updates and vectors read as text (CSV, JSONL) go as they
-    /// are. With `"base64"` a cell of such base64 text is also read as a vector.
+    /// How an upsert's vector read as numbers (a Parquet list) is sent: `"auto"` (the default:
+    /// packed when the server is seen to store a packed vector exactly, else arrays), `"array"`
+    /// (JSON numbers, always) or `"base64"` (V2 only: its packed little-endian float32 bytes,
+    /// under half the text and no decimal formatting, unchecked). Updates and vectors read as text
+    /// (CSV, JSONL) go as they are. When vectors go packed, a cell of such base64 text is also read
+    /// as a vector.
     #[serde(default)]
     pub vector_encoding: VectorEncoding,
     pub fields: BTreeMap<String, FieldType>,
@@ -270,8 +272,13 @@ pub struct CollectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VectorEncoding {
-    /// A JSON array of numbers, each the decimal text that reads back as the same `f32`.
+    /// `Base64` once the server has been seen to store a packed vector exactly (one row upserted
+    /// packed, then fetched back and compared bit for bit), else `Array`; V1 always `Array`.
+    /// Until that is settled (and in the schema, which is only ever given a settled one), as
+    /// `Array`.
     #[default]
+    Auto,
+    /// A JSON array of numbers, each the decimal text that reads back as the same `f32`.
     Array,
     /// V2's packed form: a JSON string, base64 of the elements' little-endian `f32` bytes.
     Base64,

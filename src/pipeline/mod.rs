@@ -24,8 +24,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, Store};
-use crate::client::{Flow, Locator, SendError, Sender, Target};
-use crate::config::{Config, ConfigError, Credentials};
+use crate::client::{Flow, Locator, PackedCheck, SendError, Sender, Target};
+use crate::config::{ApiVersion, Config, ConfigError, Credentials, VectorEncoding};
 use crate::deadletter::DeadLetter;
 use crate::limit::{ConcurrencyController, RateController};
 use crate::report::{Progress, Stats, Summary};
@@ -206,6 +206,9 @@ pub struct PassStart {
 pub struct Engine {
     sender: Arc<Sender>,
     stats: Arc<Stats>,
+    /// `vector_encoding = "auto"`'s verdict, once a check settled it (for the process: `serve`
+    /// checks once, not every pass).
+    vectors: std::sync::Mutex<Option<VectorEncoding>>,
 }
 
 impl Engine {
@@ -251,7 +254,11 @@ impl Engine {
             config.retry.clone(),
             stats.clone(),
         )?);
-        Ok(Engine { sender, stats })
+        Ok(Engine {
+            sender,
+            stats,
+            vectors: std::sync::Mutex::new(None),
+        })
     }
 
     /// The counters every pass bumps.
@@ -262,6 +269,63 @@ impl Engine {
     /// Whether the target answers HTTP (see [`Sender::ping`]).
     pub async fn ping(&self) -> Result<u16, String> {
         self.sender.ping().await
+    }
+
+    /// The wire form of this pass's vectors (see [`VectorEncoding`]). `"auto"` on V2 checks once
+    /// a process, with the first row the pass will send as an upsert with a vector held as `f32`s
+    /// (a Parquet list): that row goes packed, is fetched back and compared bit for bit (it is
+    /// sent again, in its place, by the pass). Exact: packed from then on. Otherwise (other
+    /// values, refused, the answers cannot tell): arrays. No such row, or a check that could not
+    /// finish: arrays for this pass, and a later pass looks again.
+    async fn settle_vectors(
+        &self,
+        config: &Config,
+        files: &Arc<[FilePlan]>,
+        mappings: &[crate::schema::SourceMapping],
+        shard: Option<Shard>,
+        shutdown: &CancellationToken,
+    ) -> VectorEncoding {
+        let c = &config.collection;
+        match c.vector_encoding {
+            VectorEncoding::Auto if config.target.api == ApiVersion::V2 && !c.vectorize => {}
+            VectorEncoding::Auto => return VectorEncoding::Array,
+            settled => return settled,
+        }
+        if let Some(settled) = *self.vectors.lock().unwrap_or_else(|e| e.into_inner()) {
+            return settled;
+        }
+        let mut packs = Schema::from_config(c);
+        packs.vector_encoding = VectorEncoding::Base64;
+        let (files, mappings) = (files.clone(), mappings.to_vec());
+        let found = tokio::task::spawn_blocking(move || read::first_packed(&files, &mappings, &packs, shard))
+            .await
+            .ok()
+            .flatten();
+        let Some((record, field, values)) = found else {
+            return VectorEncoding::Array;
+        };
+        let check = tokio::select! {
+            check = self.sender.check_packed(&record, &field, &values) => check,
+            () = shutdown.cancelled() => PackedCheck::Failed("a stop was requested".into()),
+        };
+        let settled = if check == PackedCheck::Exact {
+            tracing::info!(key = %record.key.to_json(), "vector_encoding auto: {check}; vectors go packed (base64)");
+            VectorEncoding::Base64
+        } else {
+            tracing::warn!(
+                key = %record.key.to_json(),
+                "vector_encoding auto: {check}; vectors go as arrays of numbers"
+            );
+            VectorEncoding::Array
+        };
+        if check.settles() {
+            *self.vectors.lock().unwrap_or_else(|e| e.into_inner()) = Some(settled);
+        }
+        *self.stats.vectors.lock().unwrap_or_else(|e| e.into_inner()) = Some(match settled {
+            VectorEncoding::Base64 => format!("packed (base64): {check} (row {})", record.key.to_json()),
+            _ => format!("arrays: {check} (row {})", record.key.to_json()),
+        });
+        settled
     }
 
     /// One pass: `files` set against the state directory's checkpoint, read to their end (or
@@ -325,7 +389,10 @@ impl Engine {
         };
         let dead = DeadLetter::open(&config.state.dir, previous.as_ref().map_or(0, |c| c.dead_letter_len))
             .map_err(state_err)?;
-        let schema = Schema::from_config(&config.collection);
+        let mut schema = Schema::from_config(&config.collection);
+        schema.vector_encoding = self
+            .settle_vectors(config, &files, &mappings, options.shard, &options.shutdown)
+            .await;
         let total_bytes: u64 = files.iter().filter(|f| !f.skip).map(|f| f.fingerprint.size).sum();
         stats.bytes_total.fetch_add(total_bytes, Relaxed);
         let progress = Progress::new(total_bytes, options.progress);

@@ -186,6 +186,52 @@ impl Outlet for Parallel {
     }
 }
 
+/// Rows [`first_packed`] looks at before it gives up: the check is worth a short read, not a
+/// long one (a CSV's vectors are text, and never go packed).
+const PROBE_ROWS: usize = 1000;
+
+/// A row for `vector_encoding = "auto"`'s check: the first of the run's rows, among its first
+/// [`PROBE_ROWS`], that this run will itself send as an upsert with a vector packed by `schema`
+/// (which packs); with that vector's field and values. Rows a previous run finished, rows of
+/// another shard and rows that fail typing are passed over, as the reader passes them: the row
+/// found is ahead of the checkpoint and this process's own, so the run sends it again after the
+/// check, in its place, and nothing later in the files for its key has been sent yet.
+pub(super) fn first_packed(
+    files: &Arc<[FilePlan]>,
+    mappings: &[SourceMapping],
+    schema: &Schema,
+    shard: Option<Shard>,
+) -> Option<(Record, String, Vec<f32>)> {
+    let typing = Typing {
+        names: files.iter().map(|f| f.source.path.display().to_string()).collect(),
+        files: files.clone(),
+        mappings: mappings.to_vec(),
+        schema: schema.clone(),
+        shard,
+    };
+    let mut looked = 0;
+    for (index, file) in files.iter().enumerate().filter(|(_, f)| !f.skip) {
+        let mut reader = source::open(&file.source.path, &file.source.options, file.start).ok()?;
+        while let Some(next) = reader.next_row() {
+            if looked >= PROBE_ROWS || matches!(next, Err(ReadError::File { .. })) {
+                return None;
+            }
+            looked += 1;
+            let unit = Unit::Row {
+                file: index,
+                seq: 0,
+                next,
+            };
+            if let Item::Row { record, .. } = typing.item(unit)
+                && let Some((field, values)) = schema.packed_vector_of(&record)
+            {
+                return Some((record, field, values));
+            }
+        }
+    }
+    None
+}
+
 /// Reads every file in order, types each row (on `threads` typing threads beside this one, or
 /// on this thread when `threads` ≤ 1), and sends the results down `tx` in read order. With a
 /// `shard`, rows owned by other shards pass as [`Item::Done`]: they hold their place (the
@@ -540,5 +586,74 @@ op = "upsert"
         for granted in [usize::MAX, 0, 1, 2, 4] {
             assert_eq!(read(dir.path(), 4, granted), inline, "{granted} threads granted");
         }
+    }
+
+    /// The row `vector_encoding = "auto"` checks with is one this run will itself send: not one
+    /// a previous run finished, not another shard's, not one that fails typing, and an upsert
+    /// whose vector goes packed; none among the first rows means none.
+    #[test]
+    fn the_checked_row_is_the_first_this_run_sends_packed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut jsonl = String::new();
+        for i in 0..40 {
+            // Row 2's vector is not numbers: it fails typing.
+            let vec = if i == 2 {
+                "\"x\"".to_string()
+            } else {
+                format!("[{i},0.5,-0.25,1e-3]")
+            };
+            jsonl.push_str(&format!("{{\"id\":\"k{i}\",\"vec\":{vec}}}\n"));
+        }
+        std::fs::write(dir.path().join("a.jsonl"), jsonl).expect("write");
+        let text = r#"
+[target]
+endpoint = "http://127.0.0.1:9"
+[collection]
+name = "items"
+primary_key = "id"
+dim = 4
+[collection.fields]
+id = "string"
+vec = "vector"
+[[sources]]
+path = "*.jsonl"
+op = "upsert"
+"#;
+        let config = Config::parse(text, &dir.path().join("sync.toml"), dir.path().to_path_buf()).expect("config");
+        let (sources, mappings) = source_files(&config).expect("sources");
+        let plan = |done: Vec<crate::ack::RowRange>| -> Arc<[FilePlan]> {
+            let files: Vec<FilePlan> = sources
+                .iter()
+                .map(|s| {
+                    let mut f = FilePlan::fresh(s.clone(), s.fingerprint().expect("fingerprint"));
+                    f.done_rows = done.clone();
+                    f
+                })
+                .collect();
+            files.into()
+        };
+        let mut packs = Schema::from_config(&config.collection);
+        packs.vector_encoding = crate::config::VectorEncoding::Base64;
+        let key = |found: Option<(Record, String, Vec<f32>)>| found.map(|(r, field, v)| (r.key, field, v));
+        let k = |i: u32| PrimaryKey::Str(format!("k{i}").into());
+
+        let first = key(first_packed(&plan(vec![]), &mappings, &packs, None));
+        assert_eq!(first, Some((k(0), "vec".into(), vec![0.0, 0.5, -0.25, 1e-3])));
+        // Rows are counted from 1. Rows 1 and 2 (k0, k1) done by a previous run, k2 fails typing:
+        // k3.
+        let resumed = key(first_packed(&plan(vec![[1, 2]]), &mappings, &packs, None));
+        assert_eq!(resumed.map(|(key, ..)| key), Some(k(3)));
+        // Another shard's rows are passed over: the row found is this shard's own.
+        for index in 0..3 {
+            let shard = Shard { index, count: 3 };
+            let (found, ..) = key(first_packed(&plan(vec![]), &mappings, &packs, Some(shard))).expect("a row");
+            let row = (0..40).find(|i| *i != 2 && shard.owns(Some(&k(*i)), &sources[0].canonical, u64::from(*i) + 1));
+            assert_eq!(Some(found), row.map(k), "shard {index}");
+        }
+        // Every row done: nothing to check with.
+        assert_eq!(key(first_packed(&plan(vec![[1, 40]]), &mappings, &packs, None)), None);
+        // A schema that does not pack finds nothing.
+        let arrays = Schema::from_config(&config.collection);
+        assert_eq!(key(first_packed(&plan(vec![]), &mappings, &arrays, None)), None);
     }
 }

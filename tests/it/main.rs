@@ -19,3 +19,4 @@ mod serve_hostile;
 mod shard;
 mod signals;
 mod typing;
+mod vectors;

@@ -106,6 +106,8 @@ impl EmulatorConfig {
     /// jitter_ms = 0                # ... plus uniform 0..=jitter_ms
     /// slow = 0.0                   # P(extra slow_ms delay) per write request
     /// slow_ms = 0
+    /// packed_big_endian = false    # read packed float32s as big-endian (other values stored)
+    /// fetch_hides_vectors = false  # fetch answers leave vector fields out
     ///
     /// [[collections]]
     /// name = "docs"

@@ -482,7 +482,11 @@ async fn process_inner(
             let c = shared.open(cell);
             let what = key_param_name(api);
             let keys = prepare_ids(&c.spec, what, &ids)?;
-            return Ok((Reply::Success(Some(fetch(api, &c, &keys, &ids))), Outcome::Ok));
+            let mut found = fetch(api, &c, &keys, &ids);
+            if faults.fetch_hides_vectors {
+                hide_vectors(&mut found, &c.spec);
+            }
+            return Ok((Reply::Success(Some(found)), Outcome::Ok));
         }
         Action::Write(Op::Upsert) | Action::Write(Op::Update) => {
             let what = match api {
@@ -505,8 +509,9 @@ async fn process_inner(
                 return Err(Failure::Invalid(ASYNC_ONLY_UPSERT.into()));
             }
             let vectors = match api {
-                Api::V1 => VectorForms::ArrayOnly,
-                Api::V2 => VectorForms::ArrayOrPacked,
+                Api::V1 => VectorForms::ArraysOnly,
+                Api::V2 if faults.packed_big_endian => VectorForms::PackedBigEndian,
+                Api::V2 => VectorForms::AlsoPacked,
             };
             let upsert = op == Action::Write(Op::Upsert);
             let packed = rows
@@ -758,6 +763,28 @@ fn fetch(api: Api, c: &Collection, keys: &[(String, Value)], ids: &[Value]) -> V
                 .collect();
             Value::Array(items)
         }
+    }
+}
+
+/// Leaves every vector field out of a fetch answer (`FaultConfig::fetch_hides_vectors`).
+fn hide_vectors(found: &mut Value, spec: &super::CollectionSpec) {
+    let is_vector = |name: &String| spec.fields.get(name) == Some(&vikingdb_types::FieldType::Vector);
+    match found {
+        // V1: the rows' fields themselves.
+        Value::Array(rows) => {
+            for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+                row.retain(|name, _| !is_vector(name));
+            }
+        }
+        // V2: {"fetch": [{"id", "fields"}], …}.
+        Value::Object(answer) => {
+            if let Some(Value::Array(rows)) = answer.get_mut("fetch") {
+                for fields in rows.iter_mut().filter_map(|r| r.get_mut("fields")?.as_object_mut()) {
+                    fields.retain(|name, _| !is_vector(name));
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -211,6 +211,11 @@ pub struct FaultConfig {
     /// Probability of an extra `slow_ms` delay (to exceed a client's timeout).
     pub slow: f64,
     pub slow_ms: u64,
+    /// A server that reads a packed (base64) vector's float32s as big-endian: it takes them and
+    /// stores other values (what a client that guessed the byte order wrong would meet).
+    pub packed_big_endian: bool,
+    /// Fetch answers leave vector fields out (a server whose fetch does not return vectors).
+    pub fetch_hides_vectors: bool,
 }
 
 impl FaultConfig {

@@ -349,8 +349,11 @@ fn expiry(now: Instant, ttl: u64) -> Option<Instant> {
 /// How a request may write a vector: V2 also takes base64 of its packed bytes, V1 only arrays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum VectorForms {
-    ArrayOnly,
-    ArrayOrPacked,
+    ArraysOnly,
+    /// Arrays, or base64 of packed little-endian floats.
+    AlsoPacked,
+    /// Arrays, or packed float32s read as big-endian (a fault: `FaultConfig::packed_big_endian`).
+    PackedBigEndian,
 }
 
 /// Validates an upsert (`full`) or update row list. `what` names the array in messages
@@ -430,8 +433,9 @@ fn validate_row(
                     "unknown field `{name}` (set ignore_unknown_fields to drop unknown fields)"
                 ));
             }
-            Some(FieldType::Vector) if value.is_string() && vectors == VectorForms::ArrayOrPacked => {
-                let unpacked = unpack_vector(value.as_str().unwrap_or_default(), spec.dim)
+            Some(FieldType::Vector) if value.is_string() && vectors != VectorForms::ArraysOnly => {
+                let big_endian = vectors == VectorForms::PackedBigEndian;
+                let unpacked = unpack_vector(value.as_str().unwrap_or_default(), spec.dim, big_endian)
                     .map_err(|e| format!("field `{name}`: {e}"))?;
                 check_value(FieldType::Vector, &unpacked, spec.dim).map_err(|e| format!("field `{name}`: {e}"))?;
                 out.insert(name.clone(), unpacked);
@@ -506,7 +510,7 @@ fn pk_of(spec: &CollectionSpec, value: &Value) -> Result<(String, Value), String
 /// say the byte order; little-endian is what numpy's `tobytes()` gives on every platform the
 /// SDKs run on. With `dim` set, 4·dim bytes are float32s and 8·dim bytes float64s; without it,
 /// float32s. Each float32 is stored as its exact value (an f64), which reads back as it.
-fn unpack_vector(text: &str, dim: Option<usize>) -> Result<Value, String> {
+fn unpack_vector(text: &str, dim: Option<usize>, big_endian: bool) -> Result<Value, String> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -529,6 +533,7 @@ fn unpack_vector(text: &str, dim: Option<usize>) -> Result<Value, String> {
         .chunks_exact(width)
         .map(|b| {
             let x = match *b {
+                [a, b, c, d] if big_endian => f64::from(f32::from_be_bytes([a, b, c, d])),
                 [a, b, c, d] => f64::from(f32::from_le_bytes([a, b, c, d])),
                 [a, b, c, d, e, f, g, h] => f64::from_le_bytes([a, b, c, d, e, f, g, h]),
                 _ => return None,
