@@ -41,7 +41,9 @@ appended to --out, and a line on stderr):
     wall_s, rows_per_second   around the client process; rows/s = rows / wall_s
     reader_cpu_s              CPU of the reader thread (bench/sample.py, /proc at 10 Hz)
     applied, emulator_applied the client's summary vs the emulator's /admin/stats count
-    ok                        exit 0 and every row applied on both counts
+    ok                        exit 0 and every row applied on both counts (the emulator's one more
+                              when vector_encoding = "auto" checked with a row: `vectors` is set)
+    vectors, emulator_packed_vectors  the summary's vectors line (auto's verdict), vectors sent packed
     emulator_cpu_s, foreign_cpu_s, loadavg, nproc, date, bin, commit, format, rows, env
 
 commit is --commit's value for that --bin, else the HEAD (with "-dirty" for uncommitted changes to
@@ -380,7 +382,8 @@ def one_run(args, exe: str, commit: str | None, fmt: str, data: str, rows: int, 
         "emulator_applied": emu_applied,
         "emulator_packed_vectors": stats.get("packed_vectors"),
         "vectors": s.get("vectors"),
-        "ok": child.returncode == 0 and applied == rows and emu_applied == rows,
+        # vector_encoding = "auto"'s check upserts one row more (sent again in its place after it).
+        "ok": child.returncode == 0 and applied == rows and emu_applied == rows + (1 if s.get("vectors") else 0),
         "emulator_cpu_s": round((emu_cpu1 - emu_cpu0) / CLK_TCK, 2),
         "emulator_peak_rss_mib": round(emu_hwm / 1024, 1),
         "foreign_cpu_s": round(max(0.0, (busy1 - busy0) / CLK_TCK - cpu - (emu_cpu1 - emu_cpu0) / CLK_TCK), 2),

@@ -5,7 +5,8 @@
 //! memory) → `checkpoint` (the durable, locked state directory) / `deadletter`; acknowledgements
 //! flow back from `client` through `pipeline` to `batch` (per-key order) and `ack`. `pipeline`
 //! wires the stages; `report` counts and shows; `service` runs passes of the pipeline as a
-//! daemon (`serve`: watching, `/healthz`, `/readyz`, `/metrics`). The vocabulary shared with the emulator (field
+//! daemon (`serve`: watching, `/healthz`, `/readyz`, `/metrics`); `secret` holds keys so that
+//! nothing prints them. The vocabulary shared with the emulator (field
 //! types, ops, primary keys, API versions, the request limit, SignerV4) lives in `vikingdb-types`;
 //! the library never imports `vikingdb-emulator` (only the binary does, for the demo). See
 //! docs/architecture.md.
@@ -22,5 +23,6 @@ pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod schema;
+pub mod secret;
 pub mod service;
 pub mod source;

@@ -31,7 +31,7 @@ use object_store::client::{HttpClient, HttpConnector};
 use object_store::path::Path as KeyPath;
 use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Bytes of one ranged GET of a sequential read.
 pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
