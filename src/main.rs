@@ -403,6 +403,7 @@ async fn run(
         rate_now = s.rate_now,
         concurrency_now = s.concurrency_now,
         concurrency_peak = s.concurrency_peak,
+        vectors = s.vectors.as_deref(),
         unfinished = report.unfinished,
         "summary"
     );

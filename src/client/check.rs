@@ -2,10 +2,12 @@
 //! packed (base64 of little-endian float32s) as exactly the `f32`s that were packed.
 //!
 //! Owns: one sync upsert of one row whose vector goes packed, one fetch of that row
-//! (`fetch_in_collection`), and the bit-for-bit comparison of what the server holds with what was
-//! sent. Never: decides the run's encoding (the pipeline does, from the verdict), counts the row
-//! as applied (the run sends it again, in its place), or lets a failure stop the run (a check
-//! that cannot finish means arrays).
+//! (`fetch_in_collection`), the bit-for-bit comparison of what the server holds with what was
+//! sent, and the same row sent as numbers when the packed one was refused or may be held wrong.
+//! Never: picks the row (the pipeline picks one that nothing earlier in the run touches), decides
+//! the run's encoding (the pipeline does, from the verdict), counts the row as applied (the run
+//! sends it again, in its place), or lets a failure stop the run (a check that cannot finish
+//! means arrays).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -13,7 +15,7 @@ use backon::Retryable;
 use vikingdb_types::sign;
 
 use super::api;
-use super::send::{AttemptError, Sender};
+use super::send::{AttemptError, Sender, Sent};
 use crate::config::ApiVersion;
 use crate::record::{Op, PrimaryKey, Record};
 
@@ -25,12 +27,13 @@ pub enum PackedCheck {
     /// The server took the packed vector but holds other values (a byte order or a precision
     /// other than the one sent).
     Differs(String),
-    /// The server refused the packed vector.
+    /// The server refused the packed vector (and took the same row as numbers).
     Refused(String),
     /// The server's answers cannot tell (the fetched row has no vector, or gives it as text).
     Unknown(String),
-    /// The check could not finish (the network, throttling past the retry policy, credentials):
-    /// nothing is learned, and a later pass may check again.
+    /// The check could not finish (the network, throttling past the retry policy, credentials, a
+    /// row refused whatever its vector's form): nothing is learned, and a later pass may check
+    /// again.
     Failed(String),
 }
 
@@ -54,47 +57,84 @@ impl std::fmt::Display for PackedCheck {
 }
 
 impl Sender {
-    /// Upserts `record` (whose vector field `field` goes packed, holding `values`) synchronously,
-    /// fetches it back and compares. The upsert obeys the rate controller and the retry policy
-    /// as any write; the fetch retries what is retryable under the same policy.
-    pub async fn check_packed(&self, record: &Record, field: &str, values: &[f32]) -> PackedCheck {
-        if self.target().api != ApiVersion::V2 || record.op != Op::Upsert {
+    /// Upserts `packed` (whose vector field `field` goes packed, holding `values`) synchronously,
+    /// fetches it back and compares. `arrays` is the same row as the run sends it unpacked: sent
+    /// when the packed row is refused (was it the vector, or something else in the row?), and
+    /// sent at once when the server may hold other values, so that a wrong guess lasts no longer
+    /// than the check (the run sends the row again in its place too). The writes obey the rate
+    /// controller and the retry policy as any sync write; the fetch retries what is retryable
+    /// under the same policy.
+    pub async fn check_packed(&self, packed: &Record, arrays: &Record, field: &str, values: &[f32]) -> PackedCheck {
+        if self.target().api != ApiVersion::V2 || packed.op != Op::Upsert {
             return PackedCheck::Unknown("only V2 upserts take packed vectors".into());
         }
-        match self
-            .send_with_retry(Op::Upsert, record.ttl, std::slice::from_ref(record), false)
-            .await
-        {
-            Ok(super::send::Sent::Applied) => {}
-            Ok(super::send::Sent::Refused(e)) => return PackedCheck::Refused(e.to_string()),
-            Ok(super::send::Sent::TooLarge) => return PackedCheck::Failed("throttled".into()),
+        match self.write_now(packed).await {
+            Ok(Sent::Applied) => {}
+            Ok(Sent::Refused(packed_refused)) => {
+                return match self.write_now(arrays).await {
+                    Ok(Sent::Applied) => PackedCheck::Refused(packed_refused.to_string()),
+                    Ok(Sent::Refused(e)) => PackedCheck::Failed(format!(
+                        "the row was refused both packed ({packed_refused}) and as numbers ({e}), so it tells nothing"
+                    )),
+                    Ok(Sent::TooLarge) => PackedCheck::Failed("throttled".into()),
+                    Err(e) => PackedCheck::Failed(e.to_string()),
+                };
+            }
+            Ok(Sent::TooLarge) => return PackedCheck::Failed("throttled".into()),
             Err(e) => return PackedCheck::Failed(e.to_string()),
         }
-        let body = api::fetch_body(&self.target().locator, &record.key);
+        let verdict = match self.fetch_one(&packed.key).await {
+            Ok(Ok(bytes)) => compare(&bytes, &packed.key, field, values),
+            Ok(Err(refused)) => PackedCheck::Unknown(format!("the fetch was refused: {refused}")),
+            Err(AttemptError::Fatal(message, _)) => PackedCheck::Unknown(format!("the fetch was refused: {message}")),
+            Err(e) => PackedCheck::Failed(format!("the fetch failed: {}", e.wire())),
+        };
+        if verdict != PackedCheck::Exact {
+            match self.write_now(arrays).await {
+                Ok(Sent::Applied) => {}
+                Ok(Sent::Refused(e)) => {
+                    tracing::warn!(error = %e, "the checked row, sent again as numbers, was refused; the run's own send of it says what happens");
+                }
+                Ok(Sent::TooLarge) => tracing::warn!(
+                    "the checked row, sent again as numbers, was throttled; the run sends it in its place"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the checked row could not be sent again as numbers; the run sends it in its place");
+                }
+            }
+        }
+        verdict
+    }
+
+    /// One sync upsert of `record`, with retries.
+    async fn write_now(&self, record: &Record) -> Result<Sent, super::send::SendError> {
+        self.send_with_retry(Op::Upsert, record.ttl, std::slice::from_ref(record), false)
+            .await
+    }
+
+    /// `fetch_in_collection` of one key: the answer's body, or the server's refusal in words;
+    /// retryable failures retried under the retry policy (each retry counted).
+    async fn fetch_one(&self, key: &PrimaryKey) -> Result<Result<Vec<u8>, String>, AttemptError> {
+        let body = api::fetch_body(&self.target().locator, key);
         let hash = sign::sha256_hex(&body);
-        let fetched = (|| async {
+        (|| async {
             self.stats().requests.fetch_add(1, Relaxed);
             let answer = self.round_trip(api::FETCH_PATH, body.clone(), &hash).await;
-            let status = match &answer {
-                Ok(a) => a.reply().status,
-                Err(_) => 0,
-            };
-            self.stats().observe_request(status, None);
+            self.stats()
+                .observe_request(answer.as_ref().map_or(0, |a| a.reply().status), None);
             let answer = answer?;
             match self.classify(&answer.reply())? {
-                super::send::Sent::Applied => Ok(Ok(answer.bytes)),
-                super::send::Sent::Refused(e) => Ok(Err(e.to_string())),
-                super::send::Sent::TooLarge => Ok(Err("throttled".to_string())),
+                Sent::Applied => Ok(Ok(answer.bytes)),
+                Sent::Refused(e) => Ok(Err(e.to_string())),
+                Sent::TooLarge => Ok(Err("throttled".to_string())),
             }
         })
         .retry(self.backoff().with_jitter())
         .when(|e| !matches!(e, AttemptError::Fatal(..)))
-        .await;
-        match fetched {
-            Ok(Ok(bytes)) => compare(&bytes, &record.key, field, values),
-            Ok(Err(refused)) => PackedCheck::Failed(format!("the fetch was refused: {refused}")),
-            Err(e) => PackedCheck::Failed(format!("the fetch failed: {}", e.wire())),
-        }
+        .notify(|_, _| {
+            self.stats().retries.fetch_add(1, Relaxed);
+        })
+        .await
     }
 }
 

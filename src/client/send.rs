@@ -341,7 +341,7 @@ impl Sender {
         let max_backoff = self.retry.max_backoff();
         let outcome = (|| {
             attempts += 1;
-            self.attempt(op, path, rows.len(), body.clone(), &hash)
+            self.attempt(asynchronous, path, rows.len(), body.clone(), &hash)
         })
         .retry(backoff)
         .when(|e| match e {
@@ -419,8 +419,20 @@ impl Sender {
         }
     }
 
-    async fn attempt(&self, op: Op, path: &str, rows: usize, body: Bytes, hash: &str) -> Result<Sent, AttemptError> {
-        let rate = self.rate_for(op);
+    /// One attempt, paced by the rate controller of its kind (async upserts have their own).
+    async fn attempt(
+        &self,
+        asynchronous: bool,
+        path: &str,
+        rows: usize,
+        body: Bytes,
+        hash: &str,
+    ) -> Result<Sent, AttemptError> {
+        let rate = if asynchronous {
+            &self.flow.async_rate
+        } else {
+            &self.flow.rate
+        };
         let sent_at = rate.acquire(rows).await;
         let flight = self.flow.concurrency.start();
         self.stats.requests.fetch_add(1, Relaxed);

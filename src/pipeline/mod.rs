@@ -273,9 +273,11 @@ impl Engine {
 
     /// The wire form of this pass's vectors (see [`VectorEncoding`]). `"auto"` on V2 checks once
     /// a process, with the first row the pass will send as an upsert with a vector held as `f32`s
-    /// (a Parquet list): that row goes packed, is fetched back and compared bit for bit (it is
-    /// sent again, in its place, by the pass). Exact: packed from then on. Otherwise (other
-    /// values, refused, the answers cannot tell): arrays. No such row, or a check that could not
+    /// (a Parquet list, a short JSONL array) whose key no earlier row of the pass touches (see
+    /// [`read::first_packed`]): that row goes packed, is fetched back and compared bit for bit,
+    /// and is sent again as numbers at once unless the match was exact (the pass sends it again
+    /// in its place too). Exact: packed from then on. Other values, a packed vector refused, an
+    /// answer that cannot tell: arrays from then on. No such row, or a check that could not
     /// finish: arrays for this pass, and a later pass looks again.
     async fn settle_vectors(
         &self,
@@ -294,36 +296,41 @@ impl Engine {
         if let Some(settled) = *self.vectors.lock().unwrap_or_else(|e| e.into_inner()) {
             return settled;
         }
-        let mut packs = Schema::from_config(c);
+        let arrays = Schema::from_config(c);
+        let mut packs = arrays.clone();
         packs.vector_encoding = VectorEncoding::Base64;
         let (files, mappings) = (files.clone(), mappings.to_vec());
-        let found = tokio::task::spawn_blocking(move || read::first_packed(&files, &mappings, &packs, shard))
-            .await
-            .ok()
-            .flatten();
-        let Some((record, field, values)) = found else {
+        let found = match tokio::task::spawn_blocking(move || {
+            read::first_packed(&files, &mappings, &arrays, &packs, shard)
+        })
+        .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "vector_encoding auto: looking for a row to check with failed; vectors go as arrays");
+                None
+            }
+        };
+        let Some(probe) = found else {
             return VectorEncoding::Array;
         };
         let check = tokio::select! {
-            check = self.sender.check_packed(&record, &field, &values) => check,
+            check = self.sender.check_packed(&probe.packed, &probe.arrays, &probe.field, &probe.values) => check,
             () = shutdown.cancelled() => PackedCheck::Failed("a stop was requested".into()),
         };
         let settled = if check == PackedCheck::Exact {
-            tracing::info!(key = %record.key.to_json(), "vector_encoding auto: {check}; vectors go packed (base64)");
+            tracing::info!(row = %probe.place, "vector_encoding auto: {check}; vectors go packed (base64)");
             VectorEncoding::Base64
         } else {
-            tracing::warn!(
-                key = %record.key.to_json(),
-                "vector_encoding auto: {check}; vectors go as arrays of numbers"
-            );
+            tracing::warn!(row = %probe.place, "vector_encoding auto: {check}; vectors go as arrays of numbers");
             VectorEncoding::Array
         };
         if check.settles() {
             *self.vectors.lock().unwrap_or_else(|e| e.into_inner()) = Some(settled);
         }
         *self.stats.vectors.lock().unwrap_or_else(|e| e.into_inner()) = Some(match settled {
-            VectorEncoding::Base64 => format!("packed (base64): {check} (row {})", record.key.to_json()),
-            _ => format!("arrays: {check} (row {})", record.key.to_json()),
+            VectorEncoding::Base64 => format!("packed (base64): {check} ({})", probe.place),
+            _ => format!("arrays: {check} ({})", probe.place),
         });
         settled
     }

@@ -190,42 +190,79 @@ impl Outlet for Parallel {
 /// long one (a CSV's vectors are text, and never go packed).
 const PROBE_ROWS: usize = 1000;
 
+/// A row for `vector_encoding = "auto"`'s check (see [`first_packed`]).
+#[derive(Debug)]
+pub(super) struct Probe {
+    /// The row typed as the run types it without packing: sent to repair a wrong guess.
+    pub arrays: Record,
+    /// The same row with its vector packed.
+    pub packed: Record,
+    /// The vector's field and the `f32`s it holds.
+    pub field: String,
+    pub values: Vec<f32>,
+    /// `row N of FILE`, for messages.
+    pub place: String,
+}
+
 /// A row for `vector_encoding = "auto"`'s check: the first of the run's rows, among its first
-/// [`PROBE_ROWS`], that this run will itself send as an upsert with a vector packed by `schema`
-/// (which packs); with that vector's field and values. Rows a previous run finished, rows of
-/// another shard and rows that fail typing are passed over, as the reader passes them: the row
-/// found is ahead of the checkpoint and this process's own, so the run sends it again after the
-/// check, in its place, and nothing later in the files for its key has been sent yet.
+/// [`PROBE_ROWS`], that this run will itself send as an upsert with a vector packed by `packs`
+/// (a schema that packs) and that types as well under `arrays` (the run's schema when nothing is
+/// packed): so it is sent whatever the verdict. Rows a previous run finished, rows of another
+/// shard and rows that fail typing are passed over, as the reader passes them. The row's key must
+/// not appear in any earlier row the run sends (any op, either typing): writing it early, for the
+/// check, then reorders nothing of this run. Its vector must tell the byte orders apart (an
+/// element whose bytes differ when reversed; a zero vector reads the same either way).
 pub(super) fn first_packed(
     files: &Arc<[FilePlan]>,
     mappings: &[SourceMapping],
-    schema: &Schema,
+    arrays: &Schema,
+    packs: &Schema,
     shard: Option<Shard>,
-) -> Option<(Record, String, Vec<f32>)> {
-    let typing = Typing {
+) -> Option<Probe> {
+    let typing = |schema: &Schema| Typing {
         names: files.iter().map(|f| f.source.path.display().to_string()).collect(),
         files: files.clone(),
         mappings: mappings.to_vec(),
         schema: schema.clone(),
         shard,
     };
+    let (as_arrays, as_packed) = (typing(arrays), typing(packs));
+    let mut seen: std::collections::HashSet<PrimaryKey> = std::collections::HashSet::new();
     let mut looked = 0;
     for (index, file) in files.iter().enumerate().filter(|(_, f)| !f.skip) {
-        let mut reader = source::open(&file.source.path, &file.source.options, file.start).ok()?;
+        let Ok(mut reader) = source::open(&file.source.path, &file.source.options, file.start) else {
+            continue; // the reader says why, in its place
+        };
         while let Some(next) = reader.next_row() {
             if looked >= PROBE_ROWS || matches!(next, Err(ReadError::File { .. })) {
                 return None;
             }
             looked += 1;
-            let unit = Unit::Row {
+            let unit = |next| Unit::Row {
                 file: index,
                 seq: 0,
                 next,
             };
-            if let Item::Row { record, .. } = typing.item(unit)
-                && let Some((field, values)) = schema.packed_vector_of(&record)
+            let (a, p) = (as_arrays.item(unit(next.clone())), as_packed.item(unit(next)));
+            if let (Item::Row { record: arrays, .. }, Item::Row { record: packed, .. }) = (&a, &p)
+                && arrays.op == Op::Upsert
+                && !seen.contains(&arrays.key)
+                && let Some((field, values)) = packs.packed_vector_of(packed)
+                && values.iter().any(|x| x.to_le_bytes() != x.to_be_bytes())
             {
-                return Some((record, field, values));
+                let place = format!("row {} of {}", arrays.origin.row, file.source.path.display());
+                return Some(Probe {
+                    arrays: arrays.clone(),
+                    packed: packed.clone(),
+                    field,
+                    values,
+                    place,
+                });
+            }
+            for item in [a, p] {
+                if let Item::Row { record, .. } = item {
+                    seen.insert(record.key);
+                }
             }
         }
     }
@@ -588,21 +625,28 @@ op = "upsert"
         }
     }
 
-    /// The row `vector_encoding = "auto"` checks with is one this run will itself send: not one
-    /// a previous run finished, not another shard's, not one that fails typing, and an upsert
-    /// whose vector goes packed; none among the first rows means none.
+    /// The row `vector_encoding = "auto"` checks with is one this run will itself send whatever
+    /// the verdict: not one a previous run finished, not another shard's, not one that fails
+    /// typing (packed text types only when packing), an upsert whose vector goes packed and tells
+    /// the byte orders apart, and the first row of its key; none among the first rows means none.
     #[test]
     fn the_checked_row_is_the_first_this_run_sends_packed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut jsonl = String::new();
         for i in 0..40 {
-            // Row 2's vector is not numbers: it fails typing.
-            let vec = if i == 2 {
-                "\"x\"".to_string()
-            } else {
-                format!("[{i},0.5,-0.25,1e-3]")
+            let line = match i {
+                // Not numbers: fails typing either way.
+                2 => r#"{"id":"k2","op":"upsert","vec":"x"}"#.to_string(),
+                // Packed text: types only when packing.
+                3 => r#"{"id":"k3","op":"upsert","vec":"AACAPwAAAEAAAEBAAACAQA=="}"#.to_string(),
+                // Zeros read the same in either byte order.
+                4 => r#"{"id":"k4","op":"upsert","vec":[0,0,0,0]}"#.to_string(),
+                // An update of k6 before k6's upsert: k6 is not the first row of its key.
+                5 => r#"{"id":"k6","op":"update","vec":[1,2,3,4]}"#.to_string(),
+                _ => format!(r#"{{"id":"k{i}","op":"upsert","vec":[{i},0.5,-0.25,1e-3]}}"#),
             };
-            jsonl.push_str(&format!("{{\"id\":\"k{i}\",\"vec\":{vec}}}\n"));
+            jsonl.push_str(&line);
+            jsonl.push('\n');
         }
         std::fs::write(dir.path().join("a.jsonl"), jsonl).expect("write");
         let text = r#"
@@ -617,7 +661,7 @@ id = "string"
 vec = "vector"
 [[sources]]
 path = "*.jsonl"
-op = "upsert"
+op_column = "op"
 "#;
         let config = Config::parse(text, &dir.path().join("sync.toml"), dir.path().to_path_buf()).expect("config");
         let (sources, mappings) = source_files(&config).expect("sources");
@@ -632,28 +676,40 @@ op = "upsert"
                 .collect();
             files.into()
         };
-        let mut packs = Schema::from_config(&config.collection);
+        let arrays = Schema::from_config(&config.collection);
+        let mut packs = arrays.clone();
         packs.vector_encoding = crate::config::VectorEncoding::Base64;
-        let key = |found: Option<(Record, String, Vec<f32>)>| found.map(|(r, field, v)| (r.key, field, v));
+        let found = |done: Vec<crate::ack::RowRange>, shard: Option<Shard>| {
+            first_packed(&plan(done), &mappings, &arrays, &packs, shard).map(|p| {
+                assert_eq!(p.arrays.key, p.packed.key);
+                assert!(p.arrays.json.contains("\"vec\":["), "{}", p.arrays.json);
+                assert!(!p.packed.json.contains("\"vec\":["), "{}", p.packed.json);
+                (p.packed.key, p.field, p.values, p.place)
+            })
+        };
         let k = |i: u32| PrimaryKey::Str(format!("k{i}").into());
 
-        let first = key(first_packed(&plan(vec![]), &mappings, &packs, None));
-        assert_eq!(first, Some((k(0), "vec".into(), vec![0.0, 0.5, -0.25, 1e-3])));
-        // Rows are counted from 1. Rows 1 and 2 (k0, k1) done by a previous run, k2 fails typing:
-        // k3.
-        let resumed = key(first_packed(&plan(vec![[1, 2]]), &mappings, &packs, None));
-        assert_eq!(resumed.map(|(key, ..)| key), Some(k(3)));
+        let (key, field, values, place) = found(vec![], None).expect("a row");
+        assert_eq!((key, field, values), (k(0), "vec".into(), vec![0.0, 0.5, -0.25, 1e-3]));
+        assert!(place.starts_with("row 1 of ") && place.ends_with("a.jsonl"), "{place}");
+        // Rows are counted from 1. k0 and k1 done by a previous run; k2 fails typing; k3 types
+        // only when packing; k4's zeros tell nothing; row 6 updates k6, so row 7's upsert of k6
+        // is not the first of its key: k7.
+        assert_eq!(found(vec![[1, 2]], None).map(|f| f.0), Some(k(7)));
+        // With row 6's update done by a previous run, row 7 is the first row of k6 this run sends.
+        assert_eq!(found(vec![[1, 6]], None).map(|f| f.0), Some(k(6)));
         // Another shard's rows are passed over: the row found is this shard's own.
         for index in 0..3 {
             let shard = Shard { index, count: 3 };
-            let (found, ..) = key(first_packed(&plan(vec![]), &mappings, &packs, Some(shard))).expect("a row");
-            let row = (0..40).find(|i| *i != 2 && shard.owns(Some(&k(*i)), &sources[0].canonical, u64::from(*i) + 1));
-            assert_eq!(Some(found), row.map(k), "shard {index}");
+            let (got, ..) = found(vec![], Some(shard)).expect("a row");
+            let row = (0..40u32)
+                .filter(|i| ![2, 3, 4, 5, 6].contains(i))
+                .find(|i| shard.owns(Some(&k(*i)), &sources[0].canonical, u64::from(*i) + 1));
+            assert_eq!(Some(got), row.map(k), "shard {index}");
         }
         // Every row done: nothing to check with.
-        assert_eq!(key(first_packed(&plan(vec![[1, 40]]), &mappings, &packs, None)), None);
+        assert_eq!(found(vec![[1, 40]], None).map(|f| f.0), None);
         // A schema that does not pack finds nothing.
-        let arrays = Schema::from_config(&config.collection);
-        assert_eq!(key(first_packed(&plan(vec![]), &mappings, &arrays, None)), None);
+        assert!(first_packed(&plan(vec![]), &mappings, &arrays, &arrays, None).is_none());
     }
 }

@@ -108,6 +108,7 @@ impl EmulatorConfig {
     /// slow_ms = 0
     /// packed_big_endian = false    # read packed float32s as big-endian (other values stored)
     /// fetch_hides_vectors = false  # fetch answers leave vector fields out
+    /// packed_refused = false       # V2 refuses packed vectors, as V1 does
     ///
     /// [[collections]]
     /// name = "docs"

@@ -510,6 +510,7 @@ async fn process_inner(
             }
             let vectors = match api {
                 Api::V1 => VectorForms::ArraysOnly,
+                Api::V2 if faults.packed_refused => VectorForms::ArraysOnly,
                 Api::V2 if faults.packed_big_endian => VectorForms::PackedBigEndian,
                 Api::V2 => VectorForms::AlsoPacked,
             };

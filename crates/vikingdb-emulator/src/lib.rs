@@ -216,6 +216,8 @@ pub struct FaultConfig {
     pub packed_big_endian: bool,
     /// Fetch answers leave vector fields out (a server whose fetch does not return vectors).
     pub fetch_hides_vectors: bool,
+    /// V2 refuses packed (base64) vectors, as V1 does.
+    pub packed_refused: bool,
 }
 
 impl FaultConfig {
