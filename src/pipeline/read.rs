@@ -21,7 +21,7 @@ use crate::deadletter::Entry;
 use crate::record::{Op, Origin, PrimaryKey, Record};
 use crate::report::Stats;
 use crate::schema::{Schema, SourceMapping};
-use crate::source::{self, Position, RawRow, ReadError};
+use crate::source::{self, Cell, Position, RawRow, ReadError};
 
 /// What the reader thread hands the coordinator.
 pub(super) enum Item {
@@ -238,6 +238,27 @@ pub(super) fn first_packed(
                 return None;
             }
             looked += 1;
+            // Only a list of numbers can go packed (a CSV cell never is one): any other row is
+            // not typed here, only its key kept.
+            let lists = |raw: &RawRow| {
+                raw.cells.iter().any(|(_, c)| {
+                    matches!(
+                        c,
+                        Cell::F32List(_)
+                            | Cell::F64List(_)
+                            | Cell::IntList(_)
+                            | Cell::Json(serde_json::Value::Array(_))
+                    )
+                })
+            };
+            match &next {
+                Ok(raw) if !lists(raw) => {
+                    seen.extend(arrays.key_of(raw, &mappings[file.source.mapping]));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => continue, // unreadable: never sent
+            }
             let unit = |next| Unit::Row {
                 file: index,
                 seq: 0,
