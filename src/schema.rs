@@ -201,6 +201,19 @@ impl Schema {
         key
     }
 
+    /// Whether a vector field's cell of `raw` is a list of numbers (a Parquet list, a short
+    /// JSONL array): the only cells that can go packed.
+    pub fn has_vector_list(&self, raw: &RawRow, map: &SourceMapping) -> bool {
+        raw.cells.iter().any(|(col, cell)| {
+            let name = map.renames.get(col.as_ref()).map(String::as_str).unwrap_or(col);
+            self.fields.get(name) == Some(&FieldType::Vector)
+                && matches!(
+                    cell,
+                    Cell::F32List(_) | Cell::F64List(_) | Cell::IntList(_) | Cell::Json(serde_json::Value::Array(_))
+                )
+        })
+    }
+
     /// The vector an upsert `record` sends packed (base64 text, see
     /// [`crate::config::VectorEncoding`]): its field's name and the `f32`s the text holds; `None`
     /// when the record sends no vector that way. For `vector_encoding = "auto"`'s check, once a run.

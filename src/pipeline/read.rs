@@ -21,7 +21,7 @@ use crate::deadletter::Entry;
 use crate::record::{Op, Origin, PrimaryKey, Record};
 use crate::report::Stats;
 use crate::schema::{Schema, SourceMapping};
-use crate::source::{self, Cell, Position, RawRow, ReadError};
+use crate::source::{self, Position, RawRow, ReadError};
 
 /// What the reader thread hands the coordinator.
 pub(super) enum Item {
@@ -187,8 +187,9 @@ impl Outlet for Parallel {
 }
 
 /// Rows [`first_packed`] looks at before it gives up: the check is worth a short read, not a
-/// long one (a CSV's vectors are text, and never go packed).
-const PROBE_ROWS: usize = 1000;
+/// long one (a CSV's vectors are text, and never go packed). The first row of a Parquet file
+/// usually serves; 200 leave room for deletes first, a resumed file, and a shard of dozens.
+const PROBE_ROWS: usize = 200;
 
 /// A row for `vector_encoding = "auto"`'s check (see [`first_packed`]).
 #[derive(Debug)]
@@ -238,21 +239,10 @@ pub(super) fn first_packed(
                 return None;
             }
             looked += 1;
-            // Only a list of numbers can go packed (a CSV cell never is one): any other row is
-            // not typed here, only its key kept.
-            let lists = |raw: &RawRow| {
-                raw.cells.iter().any(|(_, c)| {
-                    matches!(
-                        c,
-                        Cell::F32List(_)
-                            | Cell::F64List(_)
-                            | Cell::IntList(_)
-                            | Cell::Json(serde_json::Value::Array(_))
-                    )
-                })
-            };
+            // Only a vector given as a list of numbers can go packed (a CSV cell never is one):
+            // any other row is not typed here, only its key kept.
             match &next {
-                Ok(raw) if !lists(raw) => {
+                Ok(raw) if !arrays.has_vector_list(raw, &mappings[file.source.mapping]) => {
                     seen.extend(arrays.key_of(raw, &mappings[file.source.mapping]));
                     continue;
                 }
