@@ -1,7 +1,7 @@
 //! `vikingsync serve`, the long-running service: files renamed (or settled) into a watched
 //! directory land, rows appended to a plain file are followed line by line, SIGTERM drains and
-//! commits so a restart re-sends nothing acknowledged, and one unreadable file leaves the others
-//! flowing. The real binary runs against the in-process emulator; its address is read from its
+//! commits so a restart re-sends nothing acknowledged, one unreadable file leaves the others
+//! flowing, and the packed-vector check runs once a process. The real binary runs against the in-process emulator; its address is read from its
 //! stdout, its JSON log from a file, and its state from /healthz, /readyz and /metrics. Every wait
 //! polls with a generous deadline; assertions are on counts and states, never on elapsed time.
 
@@ -759,6 +759,61 @@ async fn a_file_written_in_place_is_taken_once_it_settles() {
     assert_eq!(files_in(&m, "failed").unwrap_or(0.0), 0.0, "{m}");
     assert_eq!(rejected(&m), 0.0, "{m}");
     assert_eq!(emu.stats().rows_applied_upsert, rows.len() as u64);
+
+    let (status, log) = serve.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log}");
+    emu.shutdown().await;
+}
+
+/// `vector_encoding = "auto"` (the default) checks once a process: the pass of the first Parquet
+/// file upserts one row packed and fetches it back; the pass of a later file sends packed without
+/// checking again. Nothing else is sent twice, and every row lands as the file holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packed_vector_check_runs_once_a_process() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 16).await;
+    in_dir(dir.path());
+    write_config(dir.path(), &serve_config(&emu, 2000, &[("in/*.parquet", "upsert")]));
+    let mut serve = Serve::start(dir.path(), "serve.log").await;
+    let put = |name: &str, rows: &[Row]| {
+        let tmp = dir.path().join("in").join(format!(".{name}.tmp"));
+        write(&tmp, Fmt::Parquet, rows, false);
+        std::fs::rename(&tmp, dir.path().join("in").join(name)).expect("rename into place");
+    };
+    let checks = |s: &Serve| {
+        s.log_text()
+            .lines()
+            .filter(|l| l.contains("vector_encoding auto:"))
+            .count()
+    };
+
+    let a = upserts(71, "a", 0..150);
+    put("a.parquet", &a);
+    let (expected, _) = model(&[("a.parquet", &a)]);
+    serve
+        .eventually("the first file's rows", async |_: &Serve| exactly(&emu, &expected))
+        .await;
+    let b = upserts(72, "b", 0..120);
+    put("b.parquet", &b);
+    let (expected, _) = model(&[("a.parquet", &a), ("b.parquet", &b)]);
+    serve
+        .eventually("both files' rows", async |_: &Serve| exactly(&emu, &expected))
+        .await;
+    serve
+        .eventually("every row counted as applied", async |s: &Serve| {
+            let applied = applied_upserts(&s.metrics().await?);
+            if applied == 270.0 {
+                Ok(())
+            } else {
+                Err(format!("applied upserts {applied}, expected 270"))
+            }
+        })
+        .await;
+    // One check (one row upserted once more), then every vector packed.
+    assert_eq!(checks(&serve), 1, "{}", serve.log_tail());
+    let stats = emu.stats();
+    assert_eq!(stats.rows_applied_upsert, 150 + 1 + 120);
+    assert_eq!(stats.packed_vectors, 150 + 1 + 120);
 
     let (status, log) = serve.terminate().await;
     assert_eq!(status.code(), Some(0), "{log}");
