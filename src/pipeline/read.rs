@@ -186,10 +186,16 @@ impl Outlet for Parallel {
     }
 }
 
-/// Rows [`first_packed`] looks at before it gives up: the check is worth a short read, not a
-/// long one (a CSV's vectors are text, and never go packed). The first row of a Parquet file
-/// usually serves; 200 leave room for deletes first, a resumed file, and a shard of dozens.
+/// Rows [`first_packed`] looks at before it gives up while no Parquet file lies ahead: the check
+/// is worth a short read, not a long one (a JSONL file whose vectors are long arrays has none
+/// to offer). The first row of a Parquet file usually serves; 200 leave room for deletes first,
+/// a resumed file, and a shard of dozens.
 const PROBE_ROWS: usize = 200;
+
+/// Rows it reads at most on the way to a Parquet file behind other files (CSV, JSONL): only
+/// their keys are kept (a few MB at most), so that the row checked with is still the first of
+/// its key. About a second of reading at worst.
+const PROBE_ROWS_TO_PARQUET: usize = 100_000;
 
 /// A row for `vector_encoding = "auto"`'s check (see [`first_packed`]).
 #[derive(Debug)]
@@ -206,7 +212,7 @@ pub(super) struct Probe {
 }
 
 /// A row for `vector_encoding = "auto"`'s check: the first of the run's rows, among its first
-/// [`PROBE_ROWS`], that this run will itself send as an upsert with a vector packed by `packs`
+/// [`PROBE_ROWS`] (or [`PROBE_ROWS_TO_PARQUET`] when a Parquet file lies ahead), that this run will itself send as an upsert with a vector packed by `packs`
 /// (a schema that packs) and that types as well under `arrays` (the run's schema when nothing is
 /// packed): so it is sent whatever the verdict. Rows a previous run finished, rows of another
 /// shard and rows that fail typing are passed over, as the reader passes them. The row's key must
@@ -229,13 +235,28 @@ pub(super) fn first_packed(
     };
     let (as_arrays, as_packed) = (typing(arrays), typing(packs));
     let mut seen: std::collections::HashSet<PrimaryKey> = std::collections::HashSet::new();
-    let mut looked = 0;
+    let (mut looked, mut typed) = (0, 0);
+    // Whether a Parquet file is among files[i..]: only then is a long read worth it.
+    let parquet = |f: &FilePlan| {
+        !f.skip
+            && source::detect(&f.source.path, f.source.options.format)
+                .is_ok_and(|(format, _)| format == source::Format::Parquet)
+    };
+    let mut parquet_ahead: Vec<bool> = files.iter().map(parquet).collect();
+    for i in (1..parquet_ahead.len()).rev() {
+        parquet_ahead[i - 1] |= parquet_ahead[i];
+    }
     for (index, file) in files.iter().enumerate().filter(|(_, f)| !f.skip) {
         let Ok(mut reader) = source::open(&file.source.path, &file.source.options, file.start) else {
             continue; // the reader says why, in its place
         };
+        let limit = if parquet_ahead[index] {
+            PROBE_ROWS_TO_PARQUET
+        } else {
+            PROBE_ROWS
+        };
         while let Some(next) = reader.next_row() {
-            if looked >= PROBE_ROWS || matches!(next, Err(ReadError::File { .. })) {
+            if looked >= limit || matches!(next, Err(ReadError::File { .. })) {
                 return None;
             }
             looked += 1;
@@ -246,7 +267,9 @@ pub(super) fn first_packed(
                     seen.extend(arrays.key_of(raw, &mappings[file.source.mapping]));
                     continue;
                 }
-                Ok(_) => {}
+                // At most PROBE_ROWS rows are typed, wherever they are.
+                Ok(_) if typed >= PROBE_ROWS => return None,
+                Ok(_) => typed += 1,
                 Err(_) => continue, // unreadable: never sent
             }
             let unit = |next| Unit::Row {

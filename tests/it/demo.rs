@@ -163,6 +163,12 @@ async fn the_demo_config_runs_to_completion() {
     // which the server refuses (NotFound.Data) and the sender isolates by splitting.
     assert!(shown.contains("rejected       17"), "{shown}");
     assert!(shown.contains("read = applied + rejected: ok"), "{shown}");
+    // The Parquet file comes after 5,000 CSV rows: vector_encoding = "auto" (the default) still
+    // checks with its first row, and its vectors go packed.
+    assert!(
+        shown.contains("vectors        packed (base64): the server stored a packed vector exactly (row 1 of "),
+        "{shown}"
+    );
     let dead = crate::harness::dead_letters(tmp.path());
     assert_eq!(dead.len(), 17, "{dead:#?}");
     let refused = dead.iter().filter(|(_, _, e)| e["code"] == "NotFound.Data").count();
