@@ -15,7 +15,7 @@ pub use vikingdb_types::{Op, PrimaryKey};
 mod f32_base64;
 mod f32_json;
 
-pub(crate) use f32_base64::{f32_base64_len, write_f32_base64};
+pub(crate) use f32_base64::{f32_base64_len, le_f32s, write_f32_base64};
 pub(crate) use f32_json::write_f32_array;
 
 /// A vector as compact JSON text (`[0.5,-1,2e-3]`): an array of JSON numbers, each a finite

@@ -50,6 +50,11 @@ pub struct SourceMapping {
 }
 
 impl SourceMapping {
+    /// The schema field a source column feeds (its rename, or its own name).
+    pub fn field<'a>(&'a self, col: &'a str) -> &'a str {
+        self.renames.get(col).map_or(col, String::as_str)
+    }
+
     pub fn from_config(s: &SourceConfig) -> SourceMapping {
         SourceMapping {
             op: s.op,
@@ -116,7 +121,7 @@ impl Schema {
             if map.op_column.as_deref() == Some(col) || map.ttl_column.as_deref() == Some(col) {
                 continue;
             }
-            let name = map.renames.get(col).map(String::as_str).unwrap_or(col);
+            let name = map.field(col);
             if name == &*self.primary_key {
                 match self.coerce_key(cell) {
                     Ok(k) => key = Some(k),
@@ -191,7 +196,7 @@ impl Schema {
             if map.op_column.as_deref() == Some(col) || map.ttl_column.as_deref() == Some(col) {
                 continue;
             }
-            let name = map.renames.get(col).map(String::as_str).unwrap_or(col);
+            let name = map.field(col);
             if name == &*self.primary_key
                 && let Ok(k) = self.coerce_key(cell)
             {
@@ -205,7 +210,7 @@ impl Schema {
     /// JSONL array): the only cells that can go packed.
     pub fn has_vector_list(&self, raw: &RawRow, map: &SourceMapping) -> bool {
         raw.cells.iter().any(|(col, cell)| {
-            let name = map.renames.get(col.as_ref()).map(String::as_str).unwrap_or(col);
+            let name = map.field(col);
             self.fields.get(name) == Some(&FieldType::Vector)
                 && matches!(
                     cell,
@@ -230,11 +235,7 @@ impl Schema {
                 .map(|t| (name.clone(), t))
         })?;
         let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
-        let v: Vec<f32> = bytes
-            .chunks_exact(4)
-            .filter_map(|b| b.first_chunk::<4>().map(|b| f32::from_le_bytes(*b)))
-            .collect();
-        (bytes.len() % 4 == 0 && !v.is_empty()).then_some((name, v))
+        (bytes.len() % 4 == 0 && !bytes.is_empty()).then(|| (name, crate::record::le_f32s(&bytes)))
     }
 
     fn coerce_key(&self, cell: &Cell) -> Result<PrimaryKey, String> {
@@ -670,10 +671,7 @@ fn packed_vector(cell: &Cell, dim: Option<usize>) -> Option<Result<Field<'static
                 "base64 of {n} bytes is not a packed vector (whole float32s, 4 bytes each)"
             )));
         }
-        _ => bytes
-            .chunks_exact(4)
-            .map(|b| b.first_chunk::<4>().map_or(f32::NAN, |b| f32::from_le_bytes(*b)))
-            .collect(),
+        _ => crate::record::le_f32s(&bytes),
     };
     if let Some(d) = dim
         && v.len() != d

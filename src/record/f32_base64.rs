@@ -18,6 +18,15 @@ pub(crate) fn f32_base64_len(len: usize) -> usize {
     (len * 4).div_ceil(3) * 4 + 2
 }
 
+/// The `f32`s of packed little-endian bytes (a trailing part of an element is left out): what
+/// [`write_f32_base64`] packed, once the base64 is decoded.
+pub(crate) fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .filter_map(|b| b.first_chunk::<4>().map(|b| f32::from_le_bytes(*b)))
+        .collect()
+}
+
 /// Appends `v` as a JSON string of base64 of its packed little-endian bytes.
 pub(crate) fn write_f32_base64(out: &mut Vec<u8>, v: &[f32]) {
     let mut bytes = [0u8; BLOCK * 4];

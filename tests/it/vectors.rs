@@ -107,3 +107,53 @@ async fn a_server_that_refuses_packed_vectors_gets_arrays() {
     )
     .await;
 }
+
+/// The first row the check could use is refused by the server whatever its vector's form (five
+/// elements for a dim-4 collection; the client's config sets no dim): the check learns nothing,
+/// writes nothing, and the pass goes as arrays. That row ends in the dead-letter file with the
+/// server's reason, every other row lands, and nothing was stored packed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_refused_whatever_its_form_tells_nothing_and_is_dead_lettered() {
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], faults_on(), 45).await;
+    let mut jsonl = String::from("{\"id\":\"k0\",\"vec\":[0.5,1,2,3,4]}\n");
+    for i in 1..=20 {
+        jsonl.push_str(&format!("{{\"id\":\"k{i}\",\"vec\":[{i},0.5,-0.25,1]}}\n"));
+    }
+    std::fs::write(dir.path().join("rows.jsonl"), jsonl).expect("write");
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "items",
+        false,
+        0,
+        &[("rows.jsonl".into(), Some("upsert"))],
+    )
+    .replace(&format!("dim = {DIM}\n"), "");
+    assert!(!cfg.contains("dim =") && !cfg.contains("vector_encoding"));
+    write_config(dir.path(), &cfg);
+
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("vectors        arrays: the check could not finish: the row was refused both packed"),
+        "{shown}"
+    );
+    let records = emu.records("items").expect("collection");
+    assert_eq!(records.len(), 20, "{shown}");
+    for i in 1..=20 {
+        let vec: Vec<f64> = records[&format!("k{i}")]["vec"]
+            .as_array()
+            .expect("a stored vector")
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        assert_eq!(vec, [f64::from(i), 0.5, -0.25, 1.0], "k{i}");
+    }
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!((dead[0].0.as_str(), dead[0].1), ("rows.jsonl", 1));
+    assert_eq!(emu.stats().packed_vectors, 0, "nothing was stored packed");
+    emu.shutdown().await;
+}
