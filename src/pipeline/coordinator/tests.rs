@@ -556,7 +556,9 @@ async fn a_signal_during_the_drain_still_returns_the_read_failure() {
     // stop requested while the rows before the failure are being sent does not hide them.
     let s = setup();
     let fake = Fake::new(Behaviour {
-        delay: |_| Duration::from_millis(40),
+        // Four requests in two rounds of 200 ms: the stop at 30 ms comes while the first round
+        // is in flight, with room for a loaded machine to run the stop late.
+        delay: |_| Duration::from_millis(200),
         ..Behaviour::default()
     });
     let token = CancellationToken::new();
