@@ -119,6 +119,8 @@ struct State {
     recent: VecDeque<(Instant, f64)>,
     sent_total: f64,
     cuts: u64,
+    /// Grants a cut overtook before their request left (see `acquire`).
+    voided: u64,
     /// Rows accepted since the last cut.
     cut_rows: f64,
     /// A whole [`SETTLE`] passed between two events: start-up is over.
@@ -178,6 +180,7 @@ impl RateController {
                 recent: VecDeque::new(),
                 sent_total: 0.0,
                 cuts: 0,
+                voided: 0,
                 cut_rows: 0.0,
                 settled: false,
             }),
@@ -192,8 +195,32 @@ impl RateController {
     /// Waits until `rows` rows may be sent; returns the moment they were granted (the request's
     /// send time, which tells congestion events apart).
     pub async fn acquire(&self, rows: usize) -> Instant {
+        loop {
+            let (granted, jitter) = self.grant(rows).await;
+            if jitter.is_zero() {
+                return granted;
+            }
+            tokio::time::sleep(jitter).await;
+            let mut s = self.lock();
+            // A cut came while this grant waited for its random moment: the server's bucket was
+            // empty then, and a request of the old rate would most likely be refused as part of
+            // the same event (a refused call the account sees). It waits again, as a request
+            // after the cut; its tokens stay spent, as the cut drained the bucket.
+            if s.last_cut.is_some_and(|cut| cut > granted) {
+                s.sent_total -= rows as f64;
+                s.voided += 1;
+                tracing::trace!(rows, voided = s.voided, "grant overtaken by a cut");
+                continue;
+            }
+            return Instant::now();
+        }
+    }
+
+    /// Waits for the tokens of `rows` rows; returns the moment of the grant and the random delay
+    /// before the request may leave.
+    async fn grant(&self, rows: usize) -> (Instant, Duration) {
         let need = rows as f64;
-        let jitter = loop {
+        loop {
             let nap = {
                 let mut s = self.lock();
                 let now = Instant::now();
@@ -203,7 +230,7 @@ impl RateController {
                         self.tick(&mut s, now);
                         if !s.paced {
                             s.sent_total += need;
-                            return now;
+                            return (now, Duration::ZERO);
                         }
                         let elapsed = now.saturating_duration_since(s.refilled).as_secs_f64();
                         // The bucket holds one request, or a few milliseconds of the rate when
@@ -238,7 +265,7 @@ impl RateController {
                             let interval = need / s.rate.max(MIN_RATE);
                             let share = if 2.0 * need <= PAIR_SPAN * s.rate { 1.0 } else { JITTER };
                             let spread = (share * interval).min(MAX_JITTER.as_secs_f64());
-                            break Duration::from_secs_f64(spread * rand::random::<f64>());
+                            return (now, Duration::from_secs_f64(spread * rand::random::<f64>()));
                         }
                         s.tick_waited = true;
                         Duration::from_secs_f64(((want - s.tokens) / s.rate.max(MIN_RATE)).max(0.001))
@@ -246,9 +273,7 @@ impl RateController {
                 }
             };
             tokio::time::sleep(nap.min(MAX_NAP)).await;
-        };
-        tokio::time::sleep(jitter).await;
-        Instant::now()
+        }
     }
 
     /// Brings the measured rate and the curve up to date, once a tick.
@@ -453,6 +478,11 @@ impl RateController {
     pub fn cuts(&self) -> u64 {
         self.lock().cuts
     }
+
+    /// How many grants a cut overtook before their request left (they waited again).
+    pub fn voided(&self) -> u64 {
+        self.lock().voided
+    }
 }
 
 #[cfg(test)]
@@ -559,6 +589,46 @@ mod tests {
         let (low, low_after) = cut_at(150.0).await;
         let low_cut = (low - low_after) / low;
         assert!((low_cut - (1.0 - BETA) * SPAN_FLOOR).abs() < 0.01, "{low}: {low_cut}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_that_a_cut_overtakes_waits_again() {
+        // Ten 10-row requests granted at once from a full 100-row bucket, each leaving at a
+        // random point of its 10 ms interval; a cut 1 ms later. Those still waiting then would
+        // reach an empty server bucket: they wait again, for tokens at the cut rate.
+        let lim = Arc::new(RateController::new(1000, 100));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let lim = lim.clone();
+                tokio::spawn(async move { lim.acquire(10).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(lim.throttled(start, None));
+        let cut = Instant::now();
+        let rate = f64::from(lim.current_rate().expect("paced"));
+        let mut sent = Vec::new();
+        for task in tasks {
+            sent.push(task.await.expect("grant"));
+        }
+        let refill = Duration::from_secs_f64(10.0 / rate);
+        let early: Vec<_> = sent.iter().filter(|t| **t <= cut).collect();
+        let late: Vec<_> = sent
+            .iter()
+            .filter(|t| **t > cut)
+            .map(|t| t.duration_since(cut))
+            .collect();
+        assert_eq!(early.len() + late.len(), 10);
+        assert_eq!(lim.voided(), late.len() as u64, "{late:?}");
+        assert!(!late.is_empty(), "some grants were still waiting at the cut");
+        for after in &late {
+            assert!(
+                *after >= refill,
+                "left {after:?} after the cut, before new tokens ({refill:?})"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
