@@ -623,14 +623,10 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_grant_that_a_cut_overtakes_waits_again() {
-        // Ten 10-row requests granted at once from a full 100-row bucket, each leaving at a
-        // random point of its 10 ms interval; a cut 1 ms later. Those still waiting then would
-        // reach an empty server bucket: they wait again, for tokens at the cut rate.
-        let lim = Arc::new(RateController::new(1000, 100));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..10)
+    /// `n` senders of 10 rows each, granted at once; returns 1 ms later, while those with a
+    /// later random moment still wait for it.
+    async fn grants_in_flight(lim: &Arc<RateController>, n: usize) -> Vec<tokio::task::JoinHandle<Instant>> {
+        let tasks = (0..n)
             .map(|_| {
                 let lim = lim.clone();
                 tokio::spawn(async move { lim.acquire(10).await })
@@ -638,13 +634,30 @@ mod tests {
             .collect();
         tokio::task::yield_now().await;
         tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(lim.throttled(start, None));
-        let cut = Instant::now();
-        let rate = f64::from(lim.current_rate().expect("paced"));
+        tasks
+    }
+
+    /// The moments the senders' requests left.
+    async fn send_times(tasks: Vec<tokio::task::JoinHandle<Instant>>) -> Vec<Instant> {
         let mut sent = Vec::new();
         for task in tasks {
             sent.push(task.await.expect("grant"));
         }
+        sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grant_that_a_cut_overtakes_waits_again() {
+        // Ten 10-row requests granted at once from a full 100-row bucket, each leaving at a
+        // random point of its 10 ms interval; a cut 1 ms later. Those still waiting then would
+        // reach an empty server bucket: they wait again, for tokens at the cut rate.
+        let lim = Arc::new(RateController::new(1000, 100));
+        let start = Instant::now();
+        let tasks = grants_in_flight(&lim, 10).await;
+        assert!(lim.throttled(start, None));
+        let cut = Instant::now();
+        let rate = f64::from(lim.current_rate().expect("paced"));
+        let sent = send_times(tasks).await;
         let refill = Duration::from_secs_f64(10.0 / rate);
         let early: Vec<_> = sent.iter().filter(|t| **t <= cut).collect();
         let late: Vec<_> = sent
@@ -671,23 +684,13 @@ mod tests {
         let first = lim.acquire(10).await;
         assert!(lim.throttled(first, None));
         tokio::time::advance(Duration::from_millis(200)).await;
-        let tasks: Vec<_> = (0..5)
-            .map(|_| {
-                let lim = lim.clone();
-                tokio::spawn(async move { lim.acquire(10).await })
-            })
-            .collect();
-        tokio::task::yield_now().await;
-        tokio::time::advance(Duration::from_millis(1)).await;
+        let tasks = grants_in_flight(&lim, 5).await;
         assert!(
             !lim.throttled(first, Some(Duration::from_millis(300))),
             "the same event"
         );
         let paused = Instant::now();
-        let mut sent = Vec::new();
-        for task in tasks {
-            sent.push(task.await.expect("grant"));
-        }
+        let sent = send_times(tasks).await;
         let during: Vec<_> = sent
             .iter()
             .filter(|t| **t > paused && **t < paused + Duration::from_millis(300))
