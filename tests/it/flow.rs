@@ -122,6 +122,66 @@ async fn latency_bound_writes_grow_the_concurrency() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_far_below_the_ceiling_is_found_from_the_first_throttle() {
+    // A vectorize collection (one row a request) at 40 ms under the default-sized ceiling, with
+    // a strict 100 rows/s quota: slow start doubles the requests in flight, and the server
+    // first refuses at ~0.13 s, before the controller's first measurement. What the server took
+    // until then is the floor to hold: cut from the ceiling instead, the rate came down a cut a
+    // tick, and 510 of 1,010 requests were refused. Every row must land exactly once.
+    let dir = tempdir();
+    let faults = FaultConfig {
+        latency_ms: 40,
+        ..FaultConfig::default()
+    };
+    let quota = 100u64;
+    let emu = start_emulator(vec![spec("docs", quota as u32, true)], faults, 7).await;
+    let mut body = String::from("id,text,img\n");
+    for i in 0..500 {
+        body.push_str(&format!("d{i},text {i},tos://bucket/img{i}.jpg\n"));
+    }
+    std::fs::write(dir.path().join("docs.csv"), body).expect("write");
+    let cfg = config_text(
+        &emu.endpoint(),
+        "v2",
+        "docs",
+        true,
+        1500,
+        &[("docs.csv".into(), Some("upsert"))],
+    );
+    write_config(dir.path(), &auto(cfg));
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let records = emu.records("docs").expect("collection");
+    assert_eq!(records.len(), 500, "{shown}");
+    for i in 0..500 {
+        let text = records.get(&format!("d{i}")).and_then(|r| r.get("text"));
+        assert_eq!(
+            text.and_then(|t| t.as_str()),
+            Some(format!("text {i}").as_str()),
+            "d{i}\n{shown}"
+        );
+    }
+    let (rate, cuts, _, peak) = flow_line(&out);
+    let throttled = throttles(&out);
+    assert!(throttled > 0 && cuts >= 1, "{shown}");
+    assert!(peak >= 8, "the in-flight limit grew from 4: peak {peak}\n{shown}");
+    let rate = rate.unwrap_or_else(|| panic!("paced under a ceiling: {shown}"));
+    assert!(
+        (quota / 2..=quota * 3 / 2).contains(&rate),
+        "rate {rate} vs quota {quota}: {shown}"
+    );
+    // 500 rows and what was refused: a storm of refusals from the ceiling would be half.
+    let requests = 500 + throttled;
+    assert!(
+        throttled * 10 < requests,
+        "{throttled} of {requests} requests refused\n{shown}"
+    );
+    assert_eq!(emu.stats().throttled, throttled, "{shown}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_collection_and_lose_nothing() {
     let a = tempdir();
     let b = tempdir();
