@@ -865,7 +865,10 @@ mod tests {
         );
         assert!(near(k / 2.0) < at_k, "concave below W_max");
         let last = near(2.0 * k);
-        assert!(last > w_max * 1.15, "probes above: {last} vs {w_max}");
+        // The curve gives 1.2 × W_max at 2K; the rate moves once a tick (250 ms), and a tick at
+        // this slope (~280 rows/s/s) is 0.07 × W_max (measured: 1.19–1.20, and 1.137 in 1 of 40
+        // runs, which failed CI at 1.15).
+        assert!(last > w_max * 1.1, "probes above: {last} vs {w_max}");
     }
 
     #[tokio::test(start_paused = true)]
