@@ -87,18 +87,24 @@ async fn an_unknown_quota_is_found_and_nothing_is_lost() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latency_bound_writes_grow_the_concurrency() {
-    // A vectorize collection: one row a request, 40 ms a request, no quota. Four requests in
-    // flight would give 100 rows/s; the controller must add slots.
+/// `run` of `rows` upserts (`d{i}`, `text {i}`) into a vectorize collection "docs" with the
+/// server's `quota` (0 = none), `latency_ms` a request, under a `ceiling` (0 = none), concurrency
+/// "auto".
+async fn vectorize_run(
+    latency_ms: u64,
+    quota: u32,
+    ceiling: u32,
+    rows: usize,
+    seed: u64,
+) -> (vikingdb_emulator::Emulator, std::process::Output) {
     let dir = tempdir();
     let faults = FaultConfig {
-        latency_ms: 40,
+        latency_ms,
         ..FaultConfig::default()
     };
-    let emu = start_emulator(vec![spec("docs", 0, true)], faults, 3).await;
+    let emu = start_emulator(vec![spec("docs", quota, true)], faults, seed).await;
     let mut body = String::from("id,text,img\n");
-    for i in 0..400 {
+    for i in 0..rows {
         body.push_str(&format!("d{i},text {i},tos://bucket/img{i}.jpg\n"));
     }
     std::fs::write(dir.path().join("docs.csv"), body).expect("write");
@@ -107,11 +113,19 @@ async fn latency_bound_writes_grow_the_concurrency() {
         "v2",
         "docs",
         true,
-        0,
+        ceiling,
         &[("docs.csv".into(), Some("upsert"))],
     );
     write_config(dir.path(), &auto(cfg));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    (emu, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_bound_writes_grow_the_concurrency() {
+    // A vectorize collection: one row a request, 40 ms a request, no quota. Four requests in
+    // flight would give 100 rows/s; the controller must add slots.
+    let (emu, out) = vectorize_run(40, 0, 0, 400, 3).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     assert_eq!(emu.records("docs").expect("collection").len(), 400, "{shown}");
@@ -128,28 +142,8 @@ async fn a_quota_far_below_the_ceiling_is_found_from_the_first_throttle() {
     // first refuses at ~0.13 s, before the controller's first measurement. What the server took
     // until then is the floor to hold: cut from the ceiling instead, the rate came down a cut a
     // tick, and 510 of 1,010 requests were refused. Every row must land exactly once.
-    let dir = tempdir();
-    let faults = FaultConfig {
-        latency_ms: 40,
-        ..FaultConfig::default()
-    };
     let quota = 100u64;
-    let emu = start_emulator(vec![spec("docs", quota as u32, true)], faults, 7).await;
-    let mut body = String::from("id,text,img\n");
-    for i in 0..500 {
-        body.push_str(&format!("d{i},text {i},tos://bucket/img{i}.jpg\n"));
-    }
-    std::fs::write(dir.path().join("docs.csv"), body).expect("write");
-    let cfg = config_text(
-        &emu.endpoint(),
-        "v2",
-        "docs",
-        true,
-        1500,
-        &[("docs.csv".into(), Some("upsert"))],
-    );
-    write_config(dir.path(), &auto(cfg));
-    let out = run_binary(dir.path(), &["run", "--config", "sync.toml", "--no-progress"]).await;
+    let (emu, out) = vectorize_run(40, quota as u32, 1500, 500, 7).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
     let records = emu.records("docs").expect("collection");
