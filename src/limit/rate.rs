@@ -8,7 +8,7 @@
 //! back to the old rate after K seconds, then probing above it; [`C_REQUESTS`]), grants that a
 //! cut or a pause overtakes before they leave, one cut per congestion event (a throttle of a request sent
 //! before the last cut, or within a tick of it, is the same event), the first event's estimate
-//! when it ends a ramp or comes before the first tick (a floor, climbed from towards two cuts above it), a double cut during a start-up overload, `Retry-After` pauses, and the
+//! when it ends a ramp or comes before the first tick (a floor, climbed from towards twice it: the ramp's last doubling), a double cut during a start-up overload, `Retry-After` pauses, and the
 //! measured accepted rate. Never: sends, retries, or waits while holding its lock.
 //!
 //! Why not governor: its rate is fixed at construction, and swapping limiters on every change
@@ -46,6 +46,10 @@ const SMOOTH: f64 = 0.5;
 const MIN_RATE: f64 = 1.0;
 /// The first event ends a ramp when the server took less than this share of the fill rate.
 const RAMP: f64 = 0.9;
+/// After a ramp-ending first event, the curve climbs from the floor it held towards this many
+/// times it: the ramp doubled its rate every round trip, so the rate that drew the throttle was up
+/// to one doubling above the floor, and the quota lies between them.
+const RAMP_TARGET: f64 = 2.0;
 /// The window of the first event's accepted rate.
 const RECENT: Duration = Duration::from_millis(250);
 /// Time a sleeping sender may wake late without losing its tokens; the bucket is at least this
@@ -99,7 +103,7 @@ struct State {
     tokens: f64,
     refilled: Instant,
     /// The curve's target: the rate at the last congestion event (after fast convergence), or
-    /// after a ramp-ending first event, two cuts above the floor it held.
+    /// after a ramp-ending first event, [`RAMP_TARGET`] times the floor it held.
     w_max: f64,
     /// Seconds from the cut back to `w_max`.
     k: f64,
@@ -465,13 +469,15 @@ impl RateController {
             // not a rate it refused. The window averages a rate that doubled every round trip,
             // and a throttle can come from the ramp's bursts before the average reaches the
             // quota, so the floor can be far below it (measured at 100 ms and 200 rows/s: the
-            // server took 116-176 rows/s of the window). Hold the floor and climb towards two
-            // cuts above it: towards one (β), the target lay below the quota whenever the floor
-            // was under 160, and CUBIC's plateau and slow convex start took seconds to pass 200
-            // (q3 used 91.6-94.7% in 3 of 30 runs). A quota below the target throttles the climb
-            // on its way, which is an ordinary event.
+            // server took 116-176 rows/s of the window; at 120 the last 100 ms had taken 160 at
+            // concurrency 16, and the throttle came one round trip after the doubling to 32).
+            // Hold the floor and climb towards the ramp's last doubling above it. Towards one cut
+            // (β) or two (β²), the target lay below the quota whenever the floor was under 160
+            // or 128, and CUBIC's plateau and slow convex start took seconds to pass 200 (q3 used
+            // 91.6-94.8% in 4 of 111 runs). A quota below the target throttles the climb on its
+            // way, which is an ordinary event.
             s.rate = base;
-            s.w_max = (base / (BETA * BETA)).min(self.ceiling.unwrap_or(f64::MAX));
+            s.w_max = (RAMP_TARGET * base).min(self.ceiling.unwrap_or(f64::MAX));
         }
         s.c = scale(self.capacity, s.w_max);
         s.k = ((s.w_max - s.rate).max(0.0) / s.c).cbrt();
@@ -750,13 +756,42 @@ mod tests {
         let sent = lim.acquire(2).await;
         assert!(lim.throttled(sent, None));
         // The last quarter second took ~200 rows/s (less the grants' random delays): a floor of
-        // the quota, held (not cut by β), and the climb's target is two cuts above it (not one).
+        // the quota, held (not cut by β), and the climb's target is the ramp's last doubling.
         let (rate, w_max) = {
             let s = lim.lock();
             (s.rate, s.w_max)
         };
         assert!((150.0..=210.0).contains(&rate), "{rate}");
-        assert!((w_max - rate / (BETA * BETA)).abs() < 0.01, "{rate} towards {w_max}");
+        assert!((w_max - RAMP_TARGET * rate).abs() < 0.01, "{rate} towards {w_max}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_ramp_floor_climbs_past_the_quota_within_seconds() {
+        // q3's worst start (one-row requests, a 200 rows/s quota, the concurrency doubling every
+        // 100 ms): the server took 60 rows/s in the first tick and 120 in the last quarter
+        // second, when the doubling's burst drew a throttle.
+        let lim = RateController::new(1500, 1);
+        for (count, gap) in [(15, 1000 / 60), (30, 1000 / 120)] {
+            for _ in 0..count {
+                lim.acquire(1).await;
+                lim.accepted(1);
+                tokio::time::advance(Duration::from_millis(gap)).await;
+            }
+        }
+        let sent = lim.acquire(1).await;
+        assert!(lim.throttled(sent, None));
+        let floor = lim.lock().rate;
+        assert!((100.0..=130.0).contains(&floor), "{floor}");
+        // A server that takes what it is sent: the bucket is what limits. Towards two cuts above
+        // the floor (187.5) the curve stayed under 200 for 3.7 s (q3 used 94.8% at a floor of
+        // 124); towards the last doubling it passes 200 by 1.5 s, and 2 × 120 = 240 bounds it.
+        let cut = Instant::now();
+        while cut.elapsed() < Duration::from_millis(1500) {
+            lim.acquire(1).await;
+            lim.accepted(1);
+        }
+        let rate = lim.lock().rate;
+        assert!((200.0..=2.0 * floor).contains(&rate), "{floor} -> {rate} at 1.5 s");
     }
 
     #[tokio::test(start_paused = true)]
@@ -790,7 +825,7 @@ mod tests {
         assert!(lim.throttled(sent, None));
         let rate = lim.lock().rate;
         assert!((130.0..=210.0).contains(&rate), "{rate}");
-        // Climbing towards two cuts above that floor, the server takes three rows of four: more
+        // Climbing towards twice that floor, the server takes three rows of four: more
         // than β of the rate the cut set, less than β of the rate the curve reached. Not a
         // start-up overload: one ordinary cut.
         let until = Instant::now() + Duration::from_millis(900);
