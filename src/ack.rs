@@ -319,7 +319,11 @@ mod tests {
     }
 
     fn pos(rows: u64) -> Position {
-        Position::Offset { byte: rows * 10, rows }
+        Position::Offset {
+            byte: rows * 10,
+            rows,
+            line: None,
+        }
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl Checkpoint {
             }
             let rows = match f.position {
                 None => 0,
-                Some(Position::Offset { byte, rows }) => {
+                Some(Position::Offset { byte, rows, line }) => {
                     big(field("position.byte"), byte)?;
                     big(field("position.rows"), rows)?;
                     // Every data row takes at least one byte of the stream.
@@ -315,6 +315,19 @@ impl Checkpoint {
                             field("position.rows"),
                             format!("is {rows}, more rows than the {byte} bytes before the position can hold"),
                         ));
+                    }
+                    // Lines are counted from 1, and each line before the position ends in a byte.
+                    if let Some(line) = line {
+                        big(field("position.line"), line)?;
+                        if line == 0 || line - 1 > byte {
+                            return Err(inconsistent(
+                                field("position.line"),
+                                format!(
+                                    "is {line}: lines count from 1, and the {byte} bytes before the \
+                                     position hold at most {byte} line feeds"
+                                ),
+                            ));
+                        }
                     }
                     rows
                 }
@@ -737,7 +750,11 @@ mod store_tests {
                 tail_sha256: String::new(),
                 etag: None,
             },
-            position: Some(Position::Offset { byte: 100, rows: 10 }),
+            position: Some(Position::Offset {
+                byte: 100,
+                rows: 10,
+                line: None,
+            }),
             done: false,
             applied: 15,
             rejected: 5,
@@ -760,6 +777,26 @@ mod store_tests {
         }
         vec![
             (
+                "files[0].position.line",
+                Box::new(move |cp| {
+                    f0(cp).position = Some(Position::Offset {
+                        byte: 100,
+                        rows: 10,
+                        line: Some(0),
+                    })
+                }),
+            ),
+            (
+                "files[0].position.line",
+                Box::new(move |cp| {
+                    f0(cp).position = Some(Position::Offset {
+                        byte: 100,
+                        rows: 10,
+                        line: Some(102),
+                    })
+                }),
+            ),
+            (
                 "files[0].acknowledged_above",
                 Box::new(move |cp| f0(cp).acknowledged_above = vec![[25, 21]]),
             ),
@@ -777,7 +814,13 @@ mod store_tests {
             ),
             (
                 "files[0].position.rows",
-                Box::new(move |cp| f0(cp).position = Some(Position::Offset { byte: 100, rows: 101 })),
+                Box::new(move |cp| {
+                    f0(cp).position = Some(Position::Offset {
+                        byte: 100,
+                        rows: 101,
+                        line: None,
+                    })
+                }),
             ),
             (
                 "files[0].position.byte",
@@ -785,6 +828,7 @@ mod store_tests {
                     f0(cp).position = Some(Position::Offset {
                         byte: u64::MAX,
                         rows: u64::MAX,
+                        line: None,
                     })
                 }),
             ),
@@ -831,6 +875,7 @@ mod store_tests {
                     other.position = Some(Position::Offset {
                         byte: MAX_NUMBER,
                         rows: MAX_NUMBER - 10,
+                        line: None,
                     });
                     other.acknowledged_above = vec![];
                     cp.files.push(other);

@@ -882,7 +882,11 @@ mod tests {
         RawRow {
             row: 7,
             cells: cells.iter().map(|(k, v)| (Arc::from(*k), v.clone())).collect(),
-            end: Position::Offset { byte: 0, rows: 7 },
+            end: Position::Offset {
+                byte: 0,
+                rows: 7,
+                line: None,
+            },
         }
     }
 

@@ -237,7 +237,7 @@ impl CsvReader {
         compression: Compression,
         delimiter: u8,
         quoting: bool,
-        start: Option<(u64, u64)>,
+        start: Option<(u64, u64, Option<u64>)>,
         limit: Option<u64>,
     ) -> Result<Self, ReadError> {
         let (stream, counter, verified) = super::open_stream(path, object, compression, 0, limit)?;
@@ -258,7 +258,7 @@ impl CsvReader {
         let has_header = rdr.read_record().map_err(|e| reader.csv_error(e))?;
         if !has_header {
             // An empty file: no header and no rows (it may still be being written).
-            if let Some((byte, _)) = start
+            if let Some((byte, _, _)) = start
                 && byte > bom
             {
                 return Err(super::past_end(path, byte, bom));
@@ -269,17 +269,22 @@ impl CsvReader {
         reader.headers = headers(path, rdr.fields())?;
         let header_end = bom + rdr.byte();
         match start {
-            Some((byte, rows)) if byte > header_end => {
+            Some((byte, rows, line)) if byte > header_end => {
                 drop(rdr);
                 let (stream, counter, _) = super::open_stream(path, object, compression, byte, Some(verified))?;
-                let tracker = QuoteTracker::new(stream, delimiter, quoting, byte, None);
-                reader.rdr = Some(Splitter::new(tracker, delimiter, quoting));
+                // The position's line, when the checkpoint kept it: messages still name lines.
+                let tracker = QuoteTracker::new(stream, delimiter, quoting, byte, line);
+                let mut splitter = Splitter::new(tracker, delimiter, quoting);
+                if let Some(line) = line {
+                    splitter.start_at_line(line);
+                }
+                reader.rdr = Some(splitter);
                 reader.counter = counter;
                 reader.base = byte;
                 reader.rows = rows;
-                reader.lines_known = false;
+                reader.lines_known = line.is_some();
             }
-            Some((_, rows)) => {
+            Some((_, rows, _)) => {
                 reader.rdr = Some(rdr);
                 reader.rows = rows;
             }
@@ -291,7 +296,7 @@ impl CsvReader {
     /// The splitter's only errors are the stream's (the csv crate's, with a flexible reader of
     /// byte records, were too).
     /// An open quote names the row it is in (the next one; the header before any), which is
-    /// known after a resume too, where the line is not.
+    /// known after a resume too (the line only when the checkpoint kept it).
     fn csv_error(&self, io: io::Error) -> ReadError {
         match io.get_ref().and_then(|e| e.downcast_ref::<OpenQuote>()) {
             Some(open) if self.headers.is_empty() => super::file_error(&self.path, format!("header: {open}")),
@@ -356,6 +361,7 @@ impl RowReader for CsvReader {
         let end = Position::Offset {
             byte: self.base + rdr.byte(),
             rows: self.rows,
+            line: self.lines_known.then(|| rdr.line()),
         };
         if rdr.len() != self.headers.len() {
             let raw = rdr
@@ -466,7 +472,14 @@ mod tests {
         assert_eq!(r1.row, 2);
         let r2 = rows[2].as_ref().unwrap();
         assert_eq!(r2.cells[1].1, Cell::Null);
-        assert_eq!(r2.end, Position::Offset { byte: 52, rows: 3 });
+        assert_eq!(
+            r2.end,
+            Position::Offset {
+                byte: 52,
+                rows: 3,
+                line: Some(6)
+            }
+        );
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 52);
     }
 
@@ -514,7 +527,14 @@ mod tests {
         let rows = read_all(&p, &ReadOptions::default(), None);
         let r0 = rows[0].as_ref().unwrap();
         assert_eq!(&*r0.cells[0].0, "id");
-        assert_eq!(r0.end, Position::Offset { byte: 14, rows: 1 });
+        assert_eq!(
+            r0.end,
+            Position::Offset {
+                byte: 14,
+                rows: 1,
+                line: Some(3)
+            }
+        );
         let resumed = read_all(&p, &ReadOptions::default(), Some(r0.end));
         assert_eq!(resumed.len(), 1);
         assert_eq!(resumed[0].as_ref().unwrap().cells[1].1, t("b"));
@@ -536,7 +556,14 @@ mod tests {
                 assert!(message.contains("line 3"), "{message}");
                 assert!(message.contains("expected 2 fields"), "{message}");
                 assert_eq!(raw, &serde_json::json!(["3", "4", "5"]));
-                assert_eq!(*end, Position::Offset { byte: 14, rows: 2 });
+                assert_eq!(
+                    *end,
+                    Position::Offset {
+                        byte: 14,
+                        rows: 2,
+                        line: Some(4)
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -589,7 +616,11 @@ mod tests {
         let p = write(&dir, "c.csv", b"a,b\n");
         assert!(read_all(&p, &ReadOptions::default(), None).is_empty());
         // Resuming past the end of a file that shrank is an error.
-        let pos = Position::Offset { byte: 100, rows: 9 };
+        let pos = Position::Offset {
+            byte: 100,
+            rows: 9,
+            line: None,
+        };
         assert!(matches!(
             super::super::open(&p, &ReadOptions::default(), Some(pos)),
             Err(ReadError::File { .. })
@@ -651,9 +682,22 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // Resumed after row 1: the row and the byte are given, not the line.
+        // Resumed after row 1: the position carries its line, and the message is the same.
         let end = rows[0].as_ref().unwrap().end;
         let rest = read_all(&p, &ReadOptions::default(), Some(end));
+        match &rest[..] {
+            [Err(ReadError::File { message, .. })] => assert!(
+                message.contains("row 2: a quoted field opened on line 3 (byte 11)"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // From a checkpoint written before positions kept their line: the row and the byte.
+        let Position::Offset { byte, rows, .. } = end else {
+            panic!("{end:?}")
+        };
+        let old = Position::Offset { byte, rows, line: None };
+        let rest = read_all(&p, &ReadOptions::default(), Some(old));
         match &rest[..] {
             [Err(ReadError::File { message, .. })] => {
                 assert!(message.contains("row 2: a quoted field opened on byte 11"), "{message}")

@@ -371,6 +371,18 @@ impl<R: Read> Splitter<R> {
         self.byte
     }
 
+    /// The line of the next byte, as csv_core counts lines (1 + the line feeds consumed): where
+    /// the next read starts, after [`Splitter::byte`] bytes.
+    pub(super) fn line(&self) -> u64 {
+        self.core.line()
+    }
+
+    /// Starts counting lines at `line`, for a stream that starts inside a file (a resume).
+    pub(super) fn start_at_line(&mut self, line: u64) {
+        self.core.set_line(line);
+        self.record_line = line;
+    }
+
     /// The line number at the start of the last read (the line after the previous record, as
     /// csv_core counts: a record ended by `\r\n` has not consumed its `\n` yet).
     pub(super) fn record_line(&self) -> u64 {

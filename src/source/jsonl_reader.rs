@@ -34,7 +34,8 @@ pub(super) struct JsonlReader {
     offset: u64,
     /// Data (non-blank) rows read so far, including those before the resume position.
     rows: u64,
-    /// Physical line number of the last line read, when reading from the start.
+    /// Physical line number of the last line read, when known (from the start, or from a
+    /// checkpoint position that kept its line).
     line: Option<u64>,
     names: Names,
     counter: ByteCounter,
@@ -46,10 +47,10 @@ impl JsonlReader {
         path: &Path,
         object: Option<&super::object::ObjectFile>,
         compression: Compression,
-        start: Option<(u64, u64)>,
+        start: Option<(u64, u64, Option<u64>)>,
         limit: Option<u64>,
     ) -> Result<Self, ReadError> {
-        let (byte, rows) = start.unwrap_or((0, 0));
+        let (byte, rows, line) = start.unwrap_or((0, 0, Some(1)));
         let (stream, counter, _) = super::open_stream(path, object, compression, byte, limit)?;
         Ok(JsonlReader {
             path: path.to_path_buf(),
@@ -58,7 +59,12 @@ impl JsonlReader {
             buf: Vec::new(),
             offset: byte,
             rows,
-            line: if byte == 0 { Some(0) } else { None },
+            // The last line read is the one before the position's (a position is a line start).
+            line: if byte == 0 {
+                Some(0)
+            } else {
+                line.map(|l| l.saturating_sub(1))
+            },
             names: Names::default(),
             counter,
             done: false,
@@ -118,6 +124,8 @@ impl RowReader for JsonlReader {
             let end = Position::Offset {
                 byte: self.offset,
                 rows: self.rows,
+                // The next line, unless this one ended the stream without a line feed.
+                line: self.line.map(|l| l + u64::from(self.buf.ends_with(b"\n"))),
             };
             if let Some(cells) = quick_cells(content, &mut self.names) {
                 return Some(Ok(RawRow {
@@ -365,7 +373,8 @@ mod tests {
             r.end,
             Position::Offset {
                 byte: std::fs::metadata(&p).unwrap().len(),
-                rows: 1
+                rows: 1,
+                line: Some(2),
             }
         );
     }
@@ -478,7 +487,9 @@ mod tests {
             r.end,
             Position::Offset {
                 byte: std::fs::metadata(&p).unwrap().len(),
-                rows: 6
+                rows: 6,
+                // The last line has no line feed: the position is on it, line 8.
+                line: Some(8),
             }
         );
     }

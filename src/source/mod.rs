@@ -145,8 +145,16 @@ impl From<String> for ArrayText {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Position {
-    /// Byte offset into the (decompressed) CSV or JSONL stream, plus the data rows before it.
-    Offset { byte: u64, rows: u64 },
+    /// Byte offset into the (decompressed) CSV or JSONL stream, plus the data rows before it,
+    /// and the line it lies on (1 + the line feeds before it), so that a resumed read still names
+    /// lines. `None` in checkpoints written before the line was kept: a resumed read then names
+    /// the row and the byte.
+    Offset {
+        byte: u64,
+        rows: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u64>,
+    },
     /// Parquet: next row `row` of row group `row_group`; `rows` data rows before it in the file.
     RowGroup { row_group: usize, row: u64, rows: u64 },
 }
@@ -564,7 +572,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
         Format::DeadLetter => {
             let start = match start {
                 None => None,
-                Some(Position::Offset { byte, rows }) => Some((byte, rows)),
+                Some(Position::Offset { byte, rows, line }) => Some((byte, rows, line)),
                 Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
             };
             let inner = jsonl_reader::JsonlReader::open(path, object, compression, start, None)?;
@@ -573,7 +581,7 @@ pub fn open(path: &Path, opts: &ReadOptions, start: Option<Position>) -> Result<
         Format::Csv | Format::Jsonl => {
             let start = match start {
                 None => None,
-                Some(Position::Offset { byte, rows }) => Some((byte, rows)),
+                Some(Position::Offset { byte, rows, line }) => Some((byte, rows, line)),
                 Some(Position::RowGroup { .. }) => return Err(wrong_kind("a byte offset")),
             };
             if format == Format::Csv {

@@ -269,7 +269,11 @@ fn corrupt_or_truncated_compressed_streams_are_file_errors() {
     }
     // A resume position past the end of a compressed file.
     let p = write(&dir, "s.csv.gz", &gzip(b"id\n1\n"));
-    let pos = Position::Offset { byte: 1000, rows: 10 };
+    let pos = Position::Offset {
+        byte: 1000,
+        rows: 10,
+        line: None,
+    };
     assert!(matches!(
         open(&p, &ReadOptions::default(), Some(pos)),
         Err(ReadError::File { .. })
@@ -289,7 +293,16 @@ fn bytes_read_counts_the_raw_file() {
     assert_eq!(r.bytes_read(), 0);
     while r.next_row().is_some() {}
     assert_eq!(r.bytes_read(), 16);
-    let r = open(&p, &ReadOptions::default(), Some(Position::Offset { byte: 8, rows: 1 })).unwrap();
+    let r = open(
+        &p,
+        &ReadOptions::default(),
+        Some(Position::Offset {
+            byte: 8,
+            rows: 1,
+            line: None,
+        }),
+    )
+    .unwrap();
     assert_eq!(r.bytes_read(), 8);
 }
 
@@ -403,7 +416,11 @@ fn f32_json_is_shortest() {
             ("t".into(), Cell::Timestamp("2024-01-01T00:00:00Z".into())),
             ("z".into(), Cell::Null),
         ],
-        end: Position::Offset { byte: 0, rows: 1 },
+        end: Position::Offset {
+            byte: 0,
+            rows: 1,
+            line: None,
+        },
     };
     assert_eq!(
         row.to_json().to_string(),
@@ -496,7 +513,15 @@ fn corrupt_gzip_is_refused_before_any_row() {
     }
     // A resumed read verifies too.
     assert!(matches!(
-        open(&p, &ReadOptions::default(), Some(Position::Offset { byte: 9, rows: 1 })),
+        open(
+            &p,
+            &ReadOptions::default(),
+            Some(Position::Offset {
+                byte: 9,
+                rows: 1,
+                line: None
+            })
+        ),
         Err(ReadError::File { .. })
     ));
     // Truncated, and zstd with a frame checksum.
@@ -591,6 +616,74 @@ fn resume_must_start_on_a_line() {
     assert!(read_all(&p, &opts, Some(end)).is_empty());
     std::fs::write(&p, b"{\"a\":1}\n{\"a\":2}\n").unwrap();
     assert_eq!(read_all(&p, &opts, Some(end)).len(), 1);
+}
+
+#[test]
+fn a_position_keeps_its_line_and_reads_one_written_without_it() {
+    let with = Position::Offset {
+        byte: 30,
+        rows: 2,
+        line: Some(4),
+    };
+    let text = serde_json::to_string(&with).unwrap();
+    assert_eq!(text, r#"{"kind":"offset","byte":30,"rows":2,"line":4}"#);
+    assert_eq!(serde_json::from_str::<Position>(&text).unwrap(), with);
+    // A checkpoint written before the line was kept.
+    let old: Position = serde_json::from_str(r#"{"kind":"offset","byte":30,"rows":2}"#).unwrap();
+    assert_eq!(
+        old,
+        Position::Offset {
+            byte: 30,
+            rows: 2,
+            line: None
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&old).unwrap(),
+        r#"{"kind":"offset","byte":30,"rows":2}"#
+    );
+}
+
+/// Each row's row number, end position, and message (for a row error).
+fn outline(rows: &[Result<RawRow, ReadError>]) -> Vec<(u64, Position, Option<String>)> {
+    rows.iter()
+        .map(|r| match r {
+            Ok(row) => (row.row, row.end, None),
+            Err(ReadError::Row { row, end, message, .. }) => (*row, *end, Some(message.clone())),
+            Err(e) => panic!("{e}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_resumed_read_names_the_same_lines_as_a_read_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ReadOptions::default();
+    // A BOM, CRLF and LF, blank lines, a quoted line break, rows with errors (a field too many,
+    // invalid UTF-8), and a last line without a line end.
+    let csv = &b"\xEF\xBB\xBFid,t\r\n1,a\r\n\r\n2,\"x\ny\"\r\n3,b,extra\n\n4,\"q\"\n5,c\r\n6,\"\xFF\"\n7,d"[..];
+    let jsonl = &b"{\"a\":1}\r\n\n  \n{\"a\":\n[1]\r\n{\"a\":2}\n\n{\"a\":\"\xFF\"}\n{\"a\":3}"[..];
+    for (name, data) in [("l.csv", csv), ("l.jsonl", jsonl)] {
+        for (file, bytes) in [(name.to_string(), data.to_vec()), (format!("{name}.gz"), gzip(data))] {
+            let p = write(&dir, &file, &bytes);
+            let all = outline(&read_all(&p, &opts, None));
+            let messages: Vec<&String> = all.iter().filter_map(|r| r.2.as_ref()).collect();
+            assert!(messages.len() >= 2, "{file}: {all:?}");
+            assert!(messages.iter().all(|m| m.starts_with("line ")), "{file}: {messages:?}");
+            for (i, (_, end, _)) in all.iter().enumerate() {
+                // The line of a position is 1 + the line feeds before it in the stream.
+                let Position::Offset { byte, line, .. } = *end else {
+                    panic!("{end:?}")
+                };
+                let before = &data[..usize::try_from(byte).unwrap()];
+                let feeds = before.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(line, Some(1 + feeds), "{file}: row {}", i + 1);
+                // Resumed there, every later row reads as it did, messages and lines included.
+                let rest = outline(&read_all(&p, &opts, Some(*end)));
+                assert_eq!(rest, all[i + 1..], "{file}: resumed after row {}", i + 1);
+            }
+        }
+    }
 }
 
 /// Integrity pre-pass cost: time to read a ~90 MB (decompressed) .csv.gz with and without the

@@ -94,6 +94,64 @@ async fn a_grown_file_continues_and_status_tells_the_progress() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_names_the_line_of_a_bad_row() {
+    // A CronJob's second run starts at the checkpoint's byte offset, not at the top of the file:
+    // the dead letter of a bad row it meets still names its line, as the first run would.
+    let dir = tempdir();
+    let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;
+    let path = dir.path().join("a.csv");
+    let first = rows(3, 40, "a");
+    write(&path, Fmt::Csv, &first, false);
+    write_config(dir.path(), &one_source(&emu, "v2", "a.csv", "upsert"));
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Append a row of one field (the header has more), and good rows, some with quoted line
+    // breaks.
+    let before = std::fs::read(&path).expect("read");
+    let more = rows(4, 20, "b");
+    let tmp = dir.path().join("more.csv");
+    write(&tmp, Fmt::Csv, &more, false);
+    let written = std::fs::read(&tmp).expect("read");
+    std::fs::remove_file(&tmp).expect("rm");
+    let header_end = written.iter().position(|&b| b == b'\n').expect("a header") + 1;
+    let mut appended = b"not-a-row\n".to_vec();
+    appended.extend_from_slice(&written[header_end..]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open")
+        .write_all(&appended)
+        .expect("append");
+    // Its physical line: after every line feed of the first run's file (whose rows hold quoted
+    // line breaks too, so the line is not the row).
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    assert!(line > 42, "the rows span more lines than rows: {line}");
+
+    let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
+    let shown = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a dead-lettered row does not fail the run: {shown}"
+    );
+    assert_eq!(summary_value(&out, "resumed"), 40, "{shown}");
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let (file, row, entry) = &dead[0];
+    assert_eq!((file.as_str(), *row), ("a.csv", 41), "{entry}");
+    let reason = entry["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("line {line}: expected")),
+        "line {line} named in: {entry}"
+    );
+    let all: Vec<Row> = first.iter().chain(more.iter()).cloned().collect();
+    let (expected, _) = model(&[("a.csv", &all)]);
+    assert_eq!(emu.records("items").expect("collection"), expected);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewritten_file_stops_the_run_unless_reprocess_is_chosen() {
     let dir = tempdir();
     let emu = start_emulator(vec![spec("items", 0, false)], FaultConfig::default(), 1).await;

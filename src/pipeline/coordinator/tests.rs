@@ -118,6 +118,7 @@ fn end(row: u64) -> Position {
     Position::Offset {
         byte: row * 10,
         rows: row,
+        line: None,
     }
 }
 

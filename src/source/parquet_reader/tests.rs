@@ -354,7 +354,11 @@ fn row_group_positions_and_resume() {
         rg(4, 1, 11),
         rg(1, 4, 7),
         rg(1, 0, 2),
-        Position::Offset { byte: 0, rows: 0 },
+        Position::Offset {
+            byte: 0,
+            rows: 0,
+            line: None,
+        },
     ] {
         assert!(
             matches!(
