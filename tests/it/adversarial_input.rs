@@ -177,9 +177,9 @@ async fn rows_read_before_a_broken_line_are_applied_and_checkpointed() {
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
-    // Resumed from a byte offset the line is not known; the row is.
+    // Resumed from a byte offset, the message is the first run's: the position kept its line.
     assert!(
-        stderr(&out).contains("rows.csv: row 301: a quoted field opened on byte"),
+        stderr(&out).contains("rows.csv: row 301: a quoted field opened on line 302 (byte"),
         "{shown}"
     );
     assert!(shown.contains("resumed        300 rows"), "{shown}");
