@@ -6,10 +6,12 @@
 //! (a span of the rate that shrinks with it, for fair shares), the fill rate's CUBIC
 //! curve (cut by [`BETA`] on a congestion event, by less below the reference after the first,
 //! back to the old rate after K seconds, then probing above it; [`C_REQUESTS`]), grants that a
-//! cut or a pause overtakes before they leave, one cut per congestion event (a throttle of a request sent
-//! before the last cut, or within a tick of it, is the same event), the first event's estimate
-//! when it ends a ramp or comes before the first tick (a floor, climbed from towards twice it: the ramp's last doubling), a double cut during a start-up overload, `Retry-After` pauses, and the
-//! measured accepted rate. Never: sends, retries, or waits while holding its lock.
+//! cut or a pause overtakes before they leave, one cut per congestion event (a throttle of a
+//! request sent before the last cut, or within a tick of it, is the same event), the first
+//! event's estimate when it ends a ramp or comes before the first tick (a floor, climbed from
+//! towards twice it: the ramp's last doubling), a double cut during a start-up overload,
+//! `Retry-After` pauses, and the measured accepted rate. Never: sends, retries, or waits while
+//! holding its lock.
 //!
 //! Why not governor: its rate is fixed at construction, and swapping limiters on every change
 //! hands out a fresh burst or starts drained; the curve changes the rate every tick.

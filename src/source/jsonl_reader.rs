@@ -50,7 +50,7 @@ impl JsonlReader {
         start: Option<(u64, u64, Option<u64>)>,
         limit: Option<u64>,
     ) -> Result<Self, ReadError> {
-        let (byte, rows, line) = start.unwrap_or((0, 0, Some(1)));
+        let (byte, rows, line) = start.unwrap_or((0, 0, None));
         let (stream, counter, _) = super::open_stream(path, object, compression, byte, limit)?;
         Ok(JsonlReader {
             path: path.to_path_buf(),
@@ -59,7 +59,8 @@ impl JsonlReader {
             buf: Vec::new(),
             offset: byte,
             rows,
-            // The last line read is the one before the position's (a position is a line start).
+            // The last line read is the one before the position's (a position is a line start);
+            // at the start of the stream, none (line 0), whatever the position says.
             line: if byte == 0 {
                 Some(0)
             } else {

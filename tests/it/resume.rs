@@ -25,6 +25,24 @@ fn summary_value(out: &std::process::Output, label: &str) -> u64 {
         .unwrap_or_else(|| panic!("no `{label}` in:\n{stdout}"))
 }
 
+/// Appends `lines` and then the CSV records of `rows` (without their header) to the CSV at
+/// `path`, as a producer would between CronJob runs.
+fn append_csv(path: &std::path::Path, lines: &[u8], rows: &[Row]) {
+    let tmp = path.with_extension("more");
+    write(&tmp, Fmt::Csv, rows, false);
+    let written = std::fs::read(&tmp).expect("read");
+    std::fs::remove_file(&tmp).expect("rm");
+    let header_end = written.iter().position(|&b| b == b'\n').expect("a header") + 1;
+    let mut appended = lines.to_vec();
+    appended.extend_from_slice(&written[header_end..]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open")
+        .write_all(&appended)
+        .expect("append");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grown_file_continues_and_status_tells_the_progress() {
     let dir = tempdir();
@@ -52,21 +70,7 @@ async fn a_grown_file_continues_and_status_tells_the_progress() {
 
     // Append 100 rows, as a producer would between CronJob runs.
     let more = rows(2, 100, "b");
-    let tmp = dir.path().join("more.csv");
-    write(&tmp, Fmt::Csv, &more, false);
-    let appended: String = std::fs::read_to_string(&tmp)
-        .expect("read")
-        .lines()
-        .skip(1)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::remove_file(&tmp).expect("rm");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("a.csv"))
-        .expect("open")
-        .write_all(appended.as_bytes())
-        .expect("append");
+    append_csv(&dir.path().join("a.csv"), b"", &more);
     let st = run_binary(dir.path(), &["status", "--config", "sync.toml"]).await;
     assert!(text(&st).contains("grew since"), "{}", text(&st));
     let out = run_binary(dir.path(), &["run", "--config", "sync.toml"]).await;
@@ -110,19 +114,7 @@ async fn a_resumed_run_names_the_line_of_a_bad_row() {
     // breaks.
     let before = std::fs::read(&path).expect("read");
     let more = rows(4, 20, "b");
-    let tmp = dir.path().join("more.csv");
-    write(&tmp, Fmt::Csv, &more, false);
-    let written = std::fs::read(&tmp).expect("read");
-    std::fs::remove_file(&tmp).expect("rm");
-    let header_end = written.iter().position(|&b| b == b'\n').expect("a header") + 1;
-    let mut appended = b"not-a-row\n".to_vec();
-    appended.extend_from_slice(&written[header_end..]);
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .expect("open")
-        .write_all(&appended)
-        .expect("append");
+    append_csv(&path, b"not-a-row\n", &more);
     // Its physical line: after every line feed of the first run's file (whose rows hold quoted
     // line breaks too, so the line is not the row).
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
